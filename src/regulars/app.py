@@ -1,0 +1,82 @@
+"""create_app(): the REST API, the Segment-compatible ingestion API, one error handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from regulars.kit.responses import JSONBody
+
+from regulars import __version__
+from regulars.config import get_settings
+from regulars.errors import RegularsError
+
+log = logging.getLogger(__name__)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, object]]:
+    return [
+        {"loc": [str(part) for part in error.get("loc", ())], "message": error.get("msg", "")}
+        for error in exc.errors()
+    ]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RegularsError)
+    async def _regulars_error(_request: Request, exc: RegularsError) -> JSONBody:
+        return JSONBody(exc.to_body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONBody:
+        details = _validation_details(exc)
+        first = details[0] if details else {"loc": [], "message": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"])  # type: ignore[union-attr]
+        error = RegularsError(
+            f"{where}: {first['message']}" if where else str(first["message"]),
+            code="validation_failed",
+            status=422,
+            details=details,
+        )
+        return JSONBody(error.to_body(), status_code=422)
+
+
+def create_app(*, with_worker: bool | None = None) -> FastAPI:
+    from regulars.customers.api import router as customers_router
+    from regulars.ingestion.api import router as ingestion_router
+
+    settings = get_settings()
+    run_worker = settings.runs_embedded_worker if with_worker is None else with_worker
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from regulars.worker import EmbeddedWorker
+
+        embedded = EmbeddedWorker() if run_worker else None
+        if embedded is not None:
+            embedded.start()
+        try:
+            yield
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
+    app = FastAPI(
+        title="regulars",
+        version=__version__,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    app.include_router(ingestion_router)
+    app.include_router(customers_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

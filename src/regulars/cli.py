@@ -1,0 +1,57 @@
+"""The `regulars` command: mounts each domain's commands; errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from regulars.errors import RegularsError
+
+app = typer.Typer(
+    name="regulars",
+    help="regulars: the open-source customer experience platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def _mount() -> None:
+    from regulars.customers.cli import app as customers_app
+    from regulars.customers.cli import import_app
+    from regulars.demo.cli import demo
+    from regulars.identity.cli import apikeys_app, sources_app
+    from regulars.server_cli import db_app, serve, worker
+
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("demo")(demo)
+    app.add_typer(db_app, name="db")
+    app.add_typer(sources_app, name="sources")
+    app.add_typer(apikeys_app, name="apikeys")
+    app.add_typer(import_app, name="import")
+    app.add_typer(customers_app, name="customers")
+
+
+def main() -> None:
+    _mount()
+    try:
+        app(standalone_mode=False)
+    except RegularsError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(2 if exc.status in (400, 422) else 1)
+    except (typer.Exit, SystemExit) as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        sys.exit(code if isinstance(code, int) else 0)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            err.print("aborted")
+            sys.exit(1)
+        raise

@@ -1,0 +1,1 @@
+"""Customers: one profile, one timeline, facts, consents and groups per person."""

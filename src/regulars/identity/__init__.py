@@ -1,0 +1,1 @@
+"""Who may talk to regulars: sources with write keys, API keys with scopes."""
