@@ -1,0 +1,466 @@
+"""Every query of the customers domain. The ingestion path is set-based: a batch of messages is a
+handful of statements, whatever its size."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from regulars.customers.models import (
+    Consent,
+    ConsentChange,
+    Customer,
+    CustomerEventCount,
+    CustomerFacts,
+    CustomerMerge,
+    Event,
+    Group,
+    GroupMembership,
+    Identity,
+    IdentityKind,
+)
+from regulars.customers.rules import FACT_FIELDS, Facts
+from regulars.db import Base
+
+IdentityKey = tuple[IdentityKind, str]
+CHUNK = 500  # rows per IN (...) list or multi-row INSERT: well under every driver's limit
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _table(model: type[Base]) -> Table:
+    """The Core table of a model, for executemany statements that skip the ORM's overhead."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT on both SQLite and PostgreSQL."""
+    dialect = postgresql if _is_postgres(session) else sqlite
+    return dialect.insert(table)
+
+
+# --- lookups ---
+
+
+def get(session: Session, customer_id: str) -> Customer | None:
+    return session.get(Customer, customer_id)
+
+
+def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Customer]:
+    found: dict[str, Customer] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        for customer in session.scalars(select(Customer).where(Customer.id.in_(chunk))):
+            found[customer.id] = customer
+    return found
+
+
+def survivor_of(session: Session, merged_id: str) -> str | None:
+    return session.scalar(
+        select(CustomerMerge.survivor_id).where(CustomerMerge.merged_id == merged_id)
+    )
+
+
+def existing_message_ids(session: Session, source: str, message_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(message_ids):
+        rows = session.scalars(
+            select(Event.message_id).where(Event.source == source, Event.message_id.in_(chunk))
+        )
+        found.update(rows)
+    return found
+
+
+def load_identities(session: Session, keys: Collection[IdentityKey]) -> dict[IdentityKey, str]:
+    """Which customer each known identifier belongs to (unknown ones are absent)."""
+    found: dict[IdentityKey, str] = {}
+    for kind in IdentityKind:
+        values = sorted({value for k, value in keys if k is kind})
+        for chunk in _chunks(values):
+            rows = session.execute(
+                select(Identity.value, Identity.customer_id).where(
+                    Identity.kind == kind, Identity.value.in_(chunk)
+                )
+            )
+            found.update({(kind, value): customer_id for value, customer_id in rows})
+    return found
+
+
+def external_ids(session: Session, customer_ids: Collection[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        rows = session.execute(
+            select(Customer.id, Customer.external_id).where(Customer.id.in_(chunk))
+        )
+        found.update(dict(rows.tuples()))
+    return found
+
+
+# --- writes of the ingestion path ---
+
+
+def add_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """New profiles, each with its (empty) facts row."""
+    if not rows:
+        return
+    session.execute(_table(Customer).insert(), list(rows))
+    session.execute(
+        _table(CustomerFacts).insert(),
+        [{"customer_id": row["id"], **dict.fromkeys(_COUNTERS, 0)} for row in rows],
+    )
+
+
+_COUNTERS = (
+    "events_count",
+    "orders_count",
+    "revenue_total_cents",
+    "refunds_count",
+    "refunded_total_cents",
+)
+
+
+def add_identities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        session.execute(_table(Identity).insert(), list(rows))
+
+
+def set_external_id(session: Session, customer_id: str, external_id: str) -> None:
+    session.execute(
+        update(Customer).where(Customer.id == customer_id).values(external_id=external_id)
+    )
+
+
+def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert what is new; answer the message ids actually inserted (a concurrent duplicate is
+    skipped by the unique constraint rather than failing the batch)."""
+    inserted: set[str] = set()
+    table = _table(Event)
+    for chunk in _chunks(rows, 200):
+        statement = (
+            _insert(session, table)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["source", "message_id"])
+            .returning(table.c.message_id)
+        )
+        inserted.update(session.scalars(statement))
+    return inserted
+
+
+def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Facts]:
+    """Read facts for update: on PostgreSQL rows are locked (SQLite's writer lock covers it)."""
+    columns = [getattr(CustomerFacts, name) for name in FACT_FIELDS]
+    found: dict[str, Facts] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        query = select(CustomerFacts.customer_id, *columns).where(
+            CustomerFacts.customer_id.in_(chunk)
+        )
+        if _is_postgres(session):
+            query = query.with_for_update()
+        for row in session.execute(query):
+            found[row[0]] = Facts(*row[1:])
+    return found
+
+
+def save_facts(session: Session, facts: Mapping[str, Facts]) -> None:
+    if not facts:
+        return
+    table = _table(CustomerFacts)
+    statement = (
+        update(table)
+        .where(table.c.customer_id == bindparam("b_customer_id"))
+        .values({name: bindparam(f"b_{name}") for name in FACT_FIELDS})
+    )
+    params = [
+        {"b_customer_id": customer_id, **{f"b_{n}": getattr(f, n) for n in FACT_FIELDS}}
+        for customer_id, f in facts.items()
+    ]
+    session.execute(statement, params)
+
+
+def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Upsert (customer_id, event_name, count, last_at): counts add up, last_at keeps the max."""
+    if not rows:
+        return
+    table = _table(CustomerEventCount)
+    statement = _insert(session, table)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id", "event_name"],
+        set_={
+            "count": table.c.count + excluded.count,
+            "last_at": func.max(table.c.last_at, excluded.last_at)
+            if not _is_postgres(session)
+            else func.greatest(table.c.last_at, excluded.last_at),
+        },
+    )
+    for chunk in _chunks(sorted(rows, key=lambda r: (r["customer_id"], r["event_name"]))):
+        session.execute(statement, list(chunk))
+
+
+def event_counts_of(session: Session, customer_id: str) -> list[CustomerEventCount]:
+    return list(
+        session.scalars(
+            select(CustomerEventCount).where(CustomerEventCount.customer_id == customer_id)
+        )
+    )
+
+
+# --- consents ---
+
+
+def consents_of(session: Session, customer_ids: Collection[str]) -> list[Consent]:
+    return list(session.scalars(select(Consent).where(Consent.customer_id.in_(customer_ids))))
+
+
+def add_consent_changes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        session.execute(_table(ConsentChange).insert(), list(rows))
+
+
+# --- groups ---
+
+
+def get_group_by_key(session: Session, group_key: str) -> Group | None:
+    return session.scalar(select(Group).where(Group.group_key == group_key))
+
+
+def add_membership(session: Session, *, group_id: str, customer_id: str, at: datetime) -> None:
+    statement = (
+        _insert(session, _table(GroupMembership))
+        .values(group_id=group_id, customer_id=customer_id, joined_at=at)
+        .on_conflict_do_nothing(index_elements=["group_id", "customer_id"])
+    )
+    session.execute(statement)
+
+
+# --- merges ---
+
+
+def move_rows(session: Session, *, merged_id: str, survivor_id: str) -> None:
+    """Re-point the merged profile's timeline, identities and consent history at the survivor."""
+    for model in (Event, Identity, ConsentChange):
+        session.execute(
+            update(model).where(model.customer_id == merged_id).values(customer_id=survivor_id)
+        )
+
+
+def move_memberships(session: Session, *, merged_id: str, survivor_id: str, at: datetime) -> None:
+    group_ids = session.scalars(
+        select(GroupMembership.group_id).where(GroupMembership.customer_id == merged_id)
+    ).all()
+    for group_id in group_ids:
+        add_membership(session, group_id=group_id, customer_id=survivor_id, at=at)
+
+
+def record_merge(
+    session: Session, *, merged_id: str, survivor_id: str, reason: str, at: datetime
+) -> None:
+    """Earlier merges into the merged profile now point at the survivor too: one hop, forever."""
+    session.execute(
+        update(CustomerMerge)
+        .where(CustomerMerge.survivor_id == merged_id)
+        .values(survivor_id=survivor_id)
+    )
+    session.add(
+        CustomerMerge(merged_id=merged_id, survivor_id=survivor_id, reason=reason, merged_at=at)
+    )
+
+
+def delete_customer(session: Session, customer_id: str) -> None:
+    """Delete a profile; foreign keys cascade to every row that still points at it."""
+    for model in (CustomerEventCount, CustomerFacts, Consent, GroupMembership):
+        session.execute(delete(model).where(model.customer_id == customer_id))
+    session.execute(delete(Customer).where(Customer.id == customer_id))
+
+
+def identities_of(session: Session, customer_ids: Collection[str]) -> list[Identity]:
+    return list(session.scalars(select(Identity).where(Identity.customer_id.in_(customer_ids))))
+
+
+# --- reads, export, erase ---
+
+from sqlalchemy import String, and_, case, cast, literal, or_  # noqa: E402
+
+from regulars.customers.models import Erasure, EventType  # noqa: E402
+from regulars.customers.schemas import CustomerQuery  # noqa: E402
+
+
+def _trait_text(session: Session, path: Sequence[str]) -> Any:
+    """A trait (nested keys as a path) read as text: strings as they are, numbers in JSON
+    notation, booleans as true/false, on SQLite as on PostgreSQL."""
+    if _is_postgres(session):
+        return Customer.traits[tuple(path)].as_string()
+    json_path = "$" + "".join(f'."{key}"' for key in path)
+    kind = func.json_type(Customer.traits, json_path)
+    return case(
+        (kind == "true", literal("true")),
+        (kind == "false", literal("false")),
+        else_=cast(func.json_extract(Customer.traits, json_path), String),
+    )
+
+
+def list_customers(
+    session: Session, query: CustomerQuery, *, after_id: str | None, limit: int
+) -> list[Customer]:
+    """Customers matching every filter, newest first (ids sort by creation), keyset on id."""
+    statement = select(Customer).order_by(Customer.id.desc()).limit(limit)
+    conditions: list[Any] = []
+    for column, value in (
+        (Customer.email, query.email),
+        (Customer.phone, query.phone),
+        (Customer.external_id, query.external_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    conditions += [_trait_text(session, f.path) == f.value for f in query.traits]
+    if query.created_after is not None:
+        conditions.append(Customer.created_at >= query.created_after)
+    if query.created_before is not None:
+        conditions.append(Customer.created_at < query.created_before)
+    if query.last_seen_after is not None or query.last_seen_before is not None:
+        statement = statement.join(CustomerFacts, CustomerFacts.customer_id == Customer.id)
+        if query.last_seen_after is not None:
+            conditions.append(CustomerFacts.last_seen_at >= query.last_seen_after)
+        if query.last_seen_before is not None:
+            conditions.append(CustomerFacts.last_seen_at < query.last_seen_before)
+    if after_id is not None:
+        conditions.append(Customer.id < after_id)
+    return list(session.scalars(statement.where(*conditions)))
+
+
+def get_by_external_id(session: Session, external_id: str) -> Customer | None:
+    return session.scalar(select(Customer).where(Customer.external_id == external_id))
+
+
+def list_by_email(session: Session, email: str) -> list[Customer]:
+    return list(
+        session.scalars(select(Customer).where(Customer.email == email).order_by(Customer.id))
+    )
+
+
+def facts_for(session: Session, customer_ids: Collection[str]) -> dict[str, CustomerFacts]:
+    found: dict[str, CustomerFacts] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        rows = session.scalars(select(CustomerFacts).where(CustomerFacts.customer_id.in_(chunk)))
+        found.update({row.customer_id: row for row in rows})
+    return found
+
+
+def event_counts_for(session: Session, customer_ids: Collection[str]) -> list[CustomerEventCount]:
+    found: list[CustomerEventCount] = []
+    for chunk in _chunks(sorted(customer_ids)):
+        found += session.scalars(
+            select(CustomerEventCount)
+            .where(CustomerEventCount.customer_id.in_(chunk))
+            .order_by(CustomerEventCount.customer_id, CustomerEventCount.event_name)
+        )
+    return found
+
+
+def list_events(
+    session: Session,
+    customer_id: str,
+    *,
+    type: EventType | None,
+    name: str | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Event]:
+    """A customer's events, newest first; keyset on (timestamp, id) via the timeline index."""
+    statement = (
+        select(Event)
+        .where(Event.customer_id == customer_id)
+        .order_by(Event.timestamp.desc(), Event.id.desc())
+        .limit(limit)
+    )
+    if type is not None:
+        statement = statement.where(Event.type == type)
+    if name is not None:
+        statement = statement.where(Event.name == name)
+    if before is not None:
+        at, event_id = before
+        statement = statement.where(
+            or_(Event.timestamp < at, and_(Event.timestamp == at, Event.id < event_id))
+        )
+    return list(session.scalars(statement))
+
+
+def all_events(session: Session, customer_id: str) -> list[Event]:
+    return list(
+        session.scalars(
+            select(Event)
+            .where(Event.customer_id == customer_id)
+            .order_by(Event.timestamp, Event.id)
+        )
+    )
+
+
+def consent_history(session: Session, customer_id: str) -> list[ConsentChange]:
+    return list(
+        session.scalars(
+            select(ConsentChange)
+            .where(ConsentChange.customer_id == customer_id)
+            .order_by(ConsentChange.changed_at, ConsentChange.id)
+        )
+    )
+
+
+def memberships_of(session: Session, customer_id: str) -> list[tuple[GroupMembership, Group]]:
+    rows = session.execute(
+        select(GroupMembership, Group)
+        .join(Group, Group.id == GroupMembership.group_id)
+        .where(GroupMembership.customer_id == customer_id)
+        .order_by(GroupMembership.joined_at, Group.id)
+    )
+    return [(membership, group) for membership, group in rows.tuples()]
+
+
+def merges_into(session: Session, customer_id: str) -> list[CustomerMerge]:
+    return list(
+        session.scalars(
+            select(CustomerMerge)
+            .where(CustomerMerge.survivor_id == customer_id)
+            .order_by(CustomerMerge.merged_at, CustomerMerge.merged_id)
+        )
+    )
+
+
+# Children first, the profile last; each count is the rows one DELETE removed.
+_ERASED: tuple[tuple[str, Any], ...] = (
+    ("events", Event.customer_id),
+    ("customer_event_counts", CustomerEventCount.customer_id),
+    ("customer_facts", CustomerFacts.customer_id),
+    ("consents", Consent.customer_id),
+    ("consent_changes", ConsentChange.customer_id),
+    ("group_memberships", GroupMembership.customer_id),
+    ("customer_identities", Identity.customer_id),
+    ("customer_merges", CustomerMerge.survivor_id),
+    ("customers", Customer.id),
+)
+
+
+def erase_rows(session: Session, customer_id: str) -> dict[str, int]:
+    """Delete every row about one customer; answer how many rows each table lost."""
+    counts: dict[str, int] = {}
+    for table_name, column in _ERASED:
+        result = session.execute(delete(column.class_).where(column == customer_id))
+        counts[table_name] = int(getattr(result, "rowcount", 0) or 0)
+    return counts
+
+
+def add_erasure(session: Session, erasure: Erasure) -> None:
+    session.add(erasure)
+    session.flush()
