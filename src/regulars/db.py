@@ -103,10 +103,8 @@ class Database:
         session = factory()
         try:
             yield session
-            if readonly:
-                session.rollback()
-            else:
-                session.commit()
+            if not readonly:
+                session.commit()  # a read-only session is closed without committing
         except BaseException:
             session.rollback()
             raise

@@ -38,7 +38,7 @@ from regulars.kit.ids import new_id
 
 def ingest(
     session: Session,
-    messages: Sequence[Mapping[str, Any]],
+    messages: Sequence[object],
     *,
     source: str,
     received_at: datetime | None = None,
@@ -71,7 +71,7 @@ def ingest(
 
 
 def _parse_all(
-    messages: Sequence[Mapping[str, Any]], *, received_at: datetime, result: IngestResult
+    messages: Sequence[object], *, received_at: datetime, result: IngestResult
 ) -> list[Message]:
     settings = get_settings()
     parsed: list[Message] = []
@@ -468,3 +468,306 @@ def update_traits(
         set_consents(session, customer_id, consents, source="api", at=at)
     session.flush()
     return customer
+
+
+# --- reads, export, erase ---
+
+from collections import defaultdict as _defaultdict  # noqa: E402
+from datetime import datetime as _datetime  # noqa: E402
+
+from regulars.customers.models import (  # noqa: E402
+    CustomerEventCount,
+    CustomerFacts,
+    Erasure,
+    Event,
+    Identity,
+)
+from regulars.customers.models import IdentityKind as _IdentityKind  # noqa: E402
+from regulars.customers.rules import ConsentChangeIn as _ConsentChangeIn  # noqa: E402
+from regulars.customers.rules import MessageInvalid as _MessageInvalid  # noqa: E402
+from regulars.customers.rules import normalise_email as _normalise_email  # noqa: E402
+from regulars.customers.schemas import (  # noqa: E402
+    ConsentChangeRead,
+    ConsentRead,
+    ConsentUpdate,
+    CustomerExport,
+    CustomerPage,
+    CustomerQuery,
+    CustomerRead,
+    CustomerUpdate,
+    ErasureRead,
+    EventCountRead,
+    EventPage,
+    EventRead,
+    FactsRead,
+    IdentityRead,
+    MembershipRead,
+    MergeRead,
+    average,
+    money,
+)
+from regulars.errors import Conflict as _Conflict  # noqa: E402
+from regulars.errors import ValidationFailed as _ValidationFailed  # noqa: E402
+from regulars.kit.pagination import decode_cursor, encode_cursor  # noqa: E402
+
+
+def _facts_read(facts: CustomerFacts | None, counts: dict[str, int]) -> FactsRead:
+    if facts is None:  # a profile always has a facts row; this only guards a missing one
+        facts = CustomerFacts(events_count=0, orders_count=0, revenue_total_cents=0)
+        facts.refunds_count, facts.refunded_total_cents = 0, 0
+    return FactsRead(
+        orders_count=facts.orders_count,
+        revenue_total=money(facts.revenue_total_cents),
+        average_order_value=average(facts.revenue_total_cents, facts.orders_count),
+        first_order_at=facts.first_order_at,
+        last_order_at=facts.last_order_at,
+        first_seen_at=facts.first_seen_at,
+        last_seen_at=facts.last_seen_at,
+        events_count=facts.events_count,
+        refunds_count=facts.refunds_count,
+        refunded_total=money(facts.refunded_total_cents),
+        event_counts=counts,
+    )
+
+
+def _consent_read(consent: Consent) -> ConsentRead:
+    return ConsentRead(
+        channel=consent.channel,
+        topic=consent.topic,
+        status=consent.status,
+        source=consent.source,
+        updated_at=consent.updated_at,
+    )
+
+
+def _customer_reads(session: Session, customers: Sequence[Customer]) -> list[CustomerRead]:
+    """Profiles with identities, facts, counts and consents: five queries for a whole page."""
+    ids = [customer.id for customer in customers]
+    anonymous_ids: dict[str, list[str]] = _defaultdict(list)
+    for identity in sorted(repository.identities_of(session, ids), key=lambda i: i.value):
+        if identity.kind == _IdentityKind.ANONYMOUS_ID:
+            anonymous_ids[identity.customer_id].append(identity.value)
+    facts = repository.facts_for(session, ids)
+    counts: dict[str, dict[str, int]] = _defaultdict(dict)
+    for row in repository.event_counts_for(session, ids):
+        counts[row.customer_id][row.event_name] = row.count
+    consents: dict[str, list[ConsentRead]] = _defaultdict(list)
+    for consent in sorted(repository.consents_of(session, ids), key=lambda c: (c.channel, c.topic)):
+        consents[consent.customer_id].append(_consent_read(consent))
+    return [
+        CustomerRead(
+            id=c.id,
+            external_id=c.external_id,
+            anonymous_ids=anonymous_ids[c.id],
+            email=c.email,
+            phone=c.phone,
+            first_name=c.first_name,
+            last_name=c.last_name,
+            timezone=c.timezone,
+            locale=c.locale,
+            traits=c.traits,
+            facts=_facts_read(facts.get(c.id), counts[c.id]),
+            consents=consents[c.id],
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+        for c in customers
+    ]
+
+
+def _live(session: Session, customer_id: str) -> Customer | None:
+    """The profile behind an id, following merges (a merged-away id answers the survivor)."""
+    resolved = resolve_id(session, customer_id)
+    return None if resolved is None else repository.get(session, resolved)
+
+
+def get_customer(session: Session, customer_id: str) -> CustomerRead | None:
+    customer = _live(session, customer_id)
+    return None if customer is None else _customer_reads(session, [customer])[0]
+
+
+def list_customers(
+    session: Session, query: CustomerQuery, *, cursor: str | None, limit: int
+) -> CustomerPage:
+    after_id = None
+    if cursor is not None:
+        (after_id,) = decode_cursor(cursor, 1)
+        if not isinstance(after_id, str):
+            raise _ValidationFailed("cursor is not valid: pass next_cursor back unchanged")
+    rows = repository.list_customers(session, query, after_id=after_id, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].id) if more else None
+    return CustomerPage(items=_customer_reads(session, rows), next_cursor=next_cursor)
+
+
+def find_customer(session: Session, reference: str) -> str | None:
+    """The customer an id, an external id or an email names (for people typing at a CLI)."""
+    customer = _live(session, reference) or repository.get_by_external_id(session, reference)
+    if customer is not None:
+        return customer.id
+    try:
+        email = _normalise_email(reference)
+    except _MessageInvalid:
+        return None
+    matches = repository.list_by_email(session, email)
+    if len(matches) > 1:
+        ids = ", ".join(match.id for match in matches)
+        raise _Conflict(f"{len(matches)} customers have the email {email}: {ids}")
+    return matches[0].id if matches else None
+
+
+def _event_read(event: Event) -> EventRead:
+    return EventRead(
+        id=event.id,
+        type=event.type,
+        name=event.name,
+        properties=event.properties,
+        context=event.context,
+        timestamp=event.timestamp,
+        received_at=event.received_at,
+        sent_at=event.sent_at,
+        message_id=event.message_id,
+        source=event.source,
+    )
+
+
+def _event_position(cursor: str) -> tuple[_datetime, int]:
+    at, event_id = decode_cursor(cursor, 2)
+    try:
+        if not isinstance(at, str) or isinstance(event_id, bool) or not isinstance(event_id, int):
+            raise ValueError("wrong types")
+        when = _datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+    except ValueError as exc:
+        raise _ValidationFailed("cursor is not valid: pass next_cursor back unchanged") from exc
+    return when, event_id
+
+
+def list_events(
+    session: Session,
+    customer_id: str,
+    *,
+    type: EventType | None = None,
+    name: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> EventPage | None:
+    """A customer's timeline, newest first; None when there is no such customer."""
+    customer = _live(session, customer_id)
+    if customer is None:
+        return None
+    before = _event_position(cursor) if cursor is not None else None
+    rows = repository.list_events(
+        session, customer.id, type=type, name=name, before=before, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    next_cursor = encode_cursor(last.timestamp.isoformat(), last.id) if last else None
+    return EventPage(items=[_event_read(e) for e in rows], next_cursor=next_cursor)
+
+
+def list_consents(session: Session, customer_id: str) -> list[ConsentRead] | None:
+    customer = _live(session, customer_id)
+    if customer is None:
+        return None
+    found = repository.consents_of(session, [customer.id])
+    return [_consent_read(c) for c in sorted(found, key=lambda c: (c.channel, c.topic))]
+
+
+def change_consents(
+    session: Session, customer_id: str, changes: Sequence[ConsentUpdate], *, source: str
+) -> list[ConsentRead] | None:
+    """Apply consent changes (each one kept in the history); answer every current consent."""
+    customer = _live(session, customer_id)
+    if customer is None:
+        return None
+    set_consents(
+        session,
+        customer.id,
+        [_ConsentChangeIn(channel=c.channel, topic=c.topic, status=c.status) for c in changes],
+        source=source,
+    )
+    session.flush()
+    return list_consents(session, customer.id)
+
+
+def update_profile(
+    session: Session, customer_id: str, changes: CustomerUpdate, *, at: _datetime
+) -> CustomerRead | None:
+    """Change built-in fields and traits; the profile counts as updated at `at`."""
+    customer = _live(session, customer_id)
+    if customer is None:
+        return None
+    for field_name, value in changes.profile_changes().items():
+        setattr(customer, field_name, value)
+    customer.updated_at = at
+    customer.traits_updated_at = at
+    session.flush()
+    if changes.traits is not None:
+        customer = update_traits(session, customer.id, changes.traits, at=at)
+    return _customer_reads(session, [customer])[0]
+
+
+def export(session: Session, customer_id: str, *, at: _datetime) -> CustomerExport | None:
+    """GDPR access: every row held about the customer, in one document."""
+    customer = _live(session, customer_id)
+    if customer is None:
+        return None
+    count_rows: list[CustomerEventCount] = repository.event_counts_for(session, [customer.id])
+    return CustomerExport(
+        exported_at=at,
+        customer=_customer_reads(session, [customer])[0],
+        identities=[
+            IdentityRead(kind=i.kind, value=i.value, created_at=i.created_at)
+            for i in sorted(repository.identities_of(session, [customer.id]), key=_identity_key)
+        ],
+        event_counts=[
+            EventCountRead(event_name=r.event_name, count=r.count, last_at=r.last_at)
+            for r in count_rows
+        ],
+        events=[_event_read(e) for e in repository.all_events(session, customer.id)],
+        consent_history=[
+            ConsentChangeRead(
+                channel=c.channel,
+                topic=c.topic,
+                status=c.status,
+                source=c.source,
+                changed_at=c.changed_at,
+            )
+            for c in repository.consent_history(session, customer.id)
+        ],
+        group_memberships=[
+            MembershipRead(
+                group_id=g.id, group_key=g.group_key, group_traits=g.traits, joined_at=m.joined_at
+            )
+            for m, g in repository.memberships_of(session, customer.id)
+        ],
+        merges=[
+            MergeRead(merged_id=m.merged_id, reason=m.reason, merged_at=m.merged_at)
+            for m in repository.merges_into(session, customer.id)
+        ],
+    )
+
+
+def _identity_key(identity: Identity) -> tuple[str, str]:
+    return (identity.kind, identity.value)
+
+
+def erase(
+    session: Session, customer_id: str, *, requested_by: str, at: _datetime
+) -> ErasureRead | None:
+    """GDPR erasure: delete every row about the customer; keep an audit row with counts only."""
+    customer = _live(session, customer_id)
+    if customer is None:
+        return None
+    erased_id = customer.id
+    session.expunge(customer)
+    counts = repository.erase_rows(session, erased_id)
+    audit = Erasure(
+        customer_id=erased_id, requested_by=requested_by, rows_deleted=counts, erased_at=at
+    )
+    repository.add_erasure(session, audit)
+    return ErasureRead(customer_id=erased_id, erased_at=at, rows_deleted=counts)
