@@ -18,7 +18,15 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 
+_mounted = False
+
+
 def _mount() -> None:
+    """Attach every domain's commands (once; imports stay lazy for a fast `--help`)."""
+    global _mounted
+    if _mounted:
+        return
+    _mounted = True
     from regulars.customers.cli import app as customers_app
     from regulars.customers.cli import import_app
     from regulars.demo.cli import demo

@@ -384,7 +384,7 @@ class Facts:
         self.events_count += 1
         self.first_seen_at = _earliest(self.first_seen_at, at)
         self.last_seen_at = _latest(self.last_seen_at, at)
-        if kind is not EventType.TRACK:
+        if kind != EventType.TRACK:
             return
         if name == ORDER_COMPLETED:
             self.orders_count += 1

@@ -1,0 +1,51 @@
+# Two commands do everything from a fresh clone: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SEED ?= 42
+
+.PHONY: run test install install-test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## make run: install, migrate, load the demo store when the database is empty, serve.
+run: install
+	$(BIN)/regulars db upgrade
+	$(BIN)/regulars demo --seed $(SEED) --if-empty
+	$(BIN)/regulars serve --host $(HOST) --port $(PORT)
+
+## make test: install the test tools, lint, type-check, run every test.
+test: install-test lint typecheck pytest
+
+lint:
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest -n 2 --dist loadfile
+
+bench: install-test
+	$(BIN)/python -m bench.ingest --quick
+	$(BIN)/python -m bench.import_events --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
