@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -68,10 +69,17 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
     url = _normalise_url(url)
+    json_options = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
+        )
         _configure_sqlite(engine, immediate=not readonly)
         return engine
     return create_engine(
@@ -80,6 +88,7 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
         max_overflow=10,
         pool_pre_ping=True,
         connect_args={"prepare_threshold": None},
+        **json_options,
     )
 
 

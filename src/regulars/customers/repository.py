@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -105,20 +105,27 @@ def external_ids(session: Session, customer_ids: Collection[str]) -> dict[str, s
         rows = session.execute(
             select(Customer.id, Customer.external_id).where(Customer.id.in_(chunk))
         )
-        found.update(dict(rows.tuples()))
+        found.update({row[0]: row[1] for row in rows})
     return found
 
 
 # --- writes of the ingestion path ---
 
 
+def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A multi-row INSERT: RETURNING makes SQLAlchemy batch the rows into few statements
+    ("insertmanyvalues") instead of one round trip per row."""
+    if rows:
+        statement = insert(table).returning(table.primary_key.columns.values()[0])
+        session.execute(statement, list(rows)).all()
+
+
 def add_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """New profiles, each with its (empty) facts row."""
-    if not rows:
-        return
-    session.execute(_table(Customer).insert(), list(rows))
-    session.execute(
-        _table(CustomerFacts).insert(),
+    _insert_many(session, _table(Customer), rows)
+    _insert_many(
+        session,
+        _table(CustomerFacts),
         [{"customer_id": row["id"], **dict.fromkeys(_COUNTERS, 0)} for row in rows],
     )
 
@@ -133,8 +140,7 @@ _COUNTERS = (
 
 
 def add_identities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        session.execute(_table(Identity).insert(), list(rows))
+    _insert_many(session, _table(Identity), rows)
 
 
 def set_external_id(session: Session, customer_id: str, external_id: str) -> None:
@@ -146,17 +152,15 @@ def set_external_id(session: Session, customer_id: str, external_id: str) -> Non
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Insert what is new; answer the message ids actually inserted (a concurrent duplicate is
     skipped by the unique constraint rather than failing the batch)."""
-    inserted: set[str] = set()
+    if not rows:
+        return set()
     table = _table(Event)
-    for chunk in _chunks(rows, 200):
-        statement = (
-            _insert(session, table)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["source", "message_id"])
-            .returning(table.c.message_id)
-        )
-        inserted.update(session.scalars(statement))
-    return inserted
+    statement = (
+        _insert(session, table)
+        .on_conflict_do_nothing(index_elements=["source", "message_id"])
+        .returning(table.c.message_id)
+    )
+    return set(session.scalars(statement, list(rows)))
 
 
 def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Facts]:
@@ -175,19 +179,20 @@ def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Fac
 
 
 def save_facts(session: Session, facts: Mapping[str, Facts]) -> None:
+    """Write facts back as one upsert (rows exist: the conflict branch always takes over)."""
     if not facts:
         return
     table = _table(CustomerFacts)
-    statement = (
-        update(table)
-        .where(table.c.customer_id == bindparam("b_customer_id"))
-        .values({name: bindparam(f"b_{name}") for name in FACT_FIELDS})
-    )
-    params = [
-        {"b_customer_id": customer_id, **{f"b_{n}": getattr(f, n) for n in FACT_FIELDS}}
-        for customer_id, f in facts.items()
+    statement = _insert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={name: statement.excluded[name] for name in FACT_FIELDS},
+    ).returning(table.c.customer_id)
+    rows = [
+        {"customer_id": customer_id, **{name: getattr(f, name) for name in FACT_FIELDS}}
+        for customer_id, f in sorted(facts.items())
     ]
-    session.execute(statement, params)
+    session.execute(statement, rows).all()
 
 
 def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -206,8 +211,10 @@ def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> Non
             else func.greatest(table.c.last_at, excluded.last_at),
         },
     )
-    for chunk in _chunks(sorted(rows, key=lambda r: (r["customer_id"], r["event_name"]))):
-        session.execute(statement, list(chunk))
+    statement = statement.returning(table.c.customer_id)
+    session.execute(
+        statement, sorted(rows, key=lambda r: (r["customer_id"], r["event_name"]))
+    ).all()
 
 
 def event_counts_of(session: Session, customer_id: str) -> list[CustomerEventCount]:
@@ -292,7 +299,7 @@ def identities_of(session: Session, customer_ids: Collection[str]) -> list[Ident
 
 # --- reads, export, erase ---
 
-from sqlalchemy import String, and_, case, cast, literal, or_  # noqa: E402
+from sqlalchemy import String, case, cast, literal  # noqa: E402
 
 from regulars.customers.models import Erasure, EventType  # noqa: E402
 from regulars.customers.schemas import CustomerQuery  # noqa: E402
