@@ -36,19 +36,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _admin(sql: str) -> None:
+    assert PG_URL is not None
+    base = make_url(PG_URL).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(sql)
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """A database of this test process's own on the server named by REGULARS_TEST_DATABASE_URL."""
+def postgres_url() -> Iterator[str]:
+    """A database of this test process's own on the server named by REGULARS_TEST_DATABASE_URL
+    (named after it, the xdist worker and the process id, so parallel runs never collide)."""
     assert PG_URL is not None
     base = make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"{base.database}_{_worker_suffix()}"
-    admin = base.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = f"{base.database}_{_worker_suffix()}_{os.getpid()}"
+    _admin(f'CREATE DATABASE "{name}"')
     url = base.set(database=name).render_as_string(hide_password=False)
     upgrade(url)
-    return url
+    yield url
+    set_database(None)
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _empty_postgres(database: Database) -> None:

@@ -168,8 +168,10 @@ def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Fac
     columns = [getattr(CustomerFacts, name) for name in FACT_FIELDS]
     found: dict[str, Facts] = {}
     for chunk in _chunks(sorted(customer_ids)):
-        query = select(CustomerFacts.customer_id, *columns).where(
-            CustomerFacts.customer_id.in_(chunk)
+        query = (
+            select(CustomerFacts.customer_id, *columns)
+            .where(CustomerFacts.customer_id.in_(chunk))
+            .order_by(CustomerFacts.customer_id)  # one lock order for every writer: no deadlocks
         )
         if _is_postgres(session):
             query = query.with_for_update()

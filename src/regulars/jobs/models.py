@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from regulars.db import BigID, Base
+from regulars.db import Base, BigID
 
 
 class JobStatus(StrEnum):

@@ -1,0 +1,213 @@
+"""Every query on the `jobs` table. PostgreSQL claims with FOR UPDATE SKIP LOCKED; SQLite's
+BEGIN IMMEDIATE already serialises writers, so its portable path is the same query unlocked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from regulars.jobs.models import Job, JobStatus
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _rowcount(result: object) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+def add(
+    session: Session,
+    *,
+    kind: str,
+    payload: Mapping[str, object],
+    due_at: datetime,
+    max_attempts: int,
+    created_at: datetime,
+    idempotency_key: str | None = None,
+) -> int | None:
+    """Insert a queued job; with a key already taken, insert nothing and return None."""
+    values = {
+        "kind": kind,
+        "payload": dict(payload),
+        "status": JobStatus.QUEUED,
+        "due_at": due_at,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "idempotency_key": idempotency_key,
+        "created_at": created_at,
+    }
+    if idempotency_key is None:
+        return session.execute(insert(Job).values(values).returning(Job.id)).scalar_one()
+    dialect_insert = postgresql.insert if _is_postgresql(session) else sqlite.insert
+    statement = (
+        dialect_insert(Job)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[Job.idempotency_key])
+        .returning(Job.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def get(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def get_id_by_idempotency_key(session: Session, key: str) -> int | None:
+    return session.scalar(select(Job.id).where(Job.idempotency_key == key))
+
+
+def get_claimed(session: Session, job_id: int, *, worker_id: str) -> Job | None:
+    """The job if it is still running under this worker's lease, else None (lease lost)."""
+    statement = select(Job).where(
+        Job.id == job_id, Job.status == JobStatus.RUNNING, Job.locked_by == worker_id
+    )
+    return session.scalars(statement).one_or_none()
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, worker_id: str, locked_until: datetime
+) -> list[int]:
+    """Mark up to `limit` due jobs running under this worker; a running job whose lease has
+    expired (its worker died) is due again. Each claim counts as an attempt."""
+    claimable = or_(
+        and_(Job.status == JobStatus.QUEUED, Job.due_at <= now),
+        and_(
+            Job.status == JobStatus.RUNNING,
+            Job.locked_until < now,
+            Job.attempts < Job.max_attempts,
+        ),
+    )
+    query = select(Job.id).where(claimable).order_by(Job.due_at, Job.id).limit(limit)
+    if _is_postgresql(session):
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids))
+            .values(
+                status=JobStatus.RUNNING,
+                locked_by=worker_id,
+                locked_until=locked_until,
+                attempts=Job.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def fail_abandoned(session: Session, *, now: datetime) -> int:
+    """Fail running jobs whose lease expired on their last attempt (they kept killing workers)."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.status == JobStatus.RUNNING,
+            Job.locked_until < now,
+            Job.attempts >= Job.max_attempts,
+        )
+        .values(
+            status=JobStatus.FAILED,
+            last_error="lease expired: the worker running the last attempt stopped",
+            locked_until=None,
+            finished_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def _update_claimed(session: Session, job_id: int, *, worker_id: str, **values: object) -> bool:
+    """Update a job only while this worker still holds it: the fence against a lost lease."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.locked_by == worker_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+def mark_done(session: Session, job_id: int, *, worker_id: str, now: datetime) -> bool:
+    return _update_claimed(
+        session,
+        job_id,
+        worker_id=worker_id,
+        status=JobStatus.DONE,
+        locked_until=None,
+        finished_at=now,
+    )
+
+
+def mark_retry(
+    session: Session, job_id: int, *, worker_id: str, error: str, due_at: datetime
+) -> bool:
+    return _update_claimed(
+        session,
+        job_id,
+        worker_id=worker_id,
+        status=JobStatus.QUEUED,
+        last_error=error,
+        due_at=due_at,
+        locked_by=None,
+        locked_until=None,
+    )
+
+
+def mark_failed(
+    session: Session, job_id: int, *, worker_id: str, error: str, now: datetime
+) -> bool:
+    return _update_claimed(
+        session,
+        job_id,
+        worker_id=worker_id,
+        status=JobStatus.FAILED,
+        last_error=error,
+        locked_until=None,
+        finished_at=now,
+    )
+
+
+def release(session: Session, job_ids: Sequence[int], *, worker_id: str) -> int:
+    """Hand claimed jobs that never started back to the queue (graceful shutdown)."""
+    if not job_ids:
+        return 0
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id.in_(job_ids),
+            Job.status == JobStatus.RUNNING,
+            Job.locked_by == worker_id,
+        )
+        .values(
+            status=JobStatus.QUEUED,
+            attempts=Job.attempts - 1,
+            locked_by=None,
+            locked_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def delete_finished_before(session: Session, *, before: datetime) -> int:
+    result = session.execute(
+        delete(Job)
+        .where(
+            Job.status.in_([JobStatus.DONE, JobStatus.FAILED]),
+            Job.finished_at < before,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def count_by_status(session: Session) -> dict[JobStatus, int]:
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {JobStatus(status): count for status, count in rows}

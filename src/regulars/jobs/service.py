@@ -1,0 +1,268 @@
+"""Enqueue jobs, register their handlers, and record what happened when a worker ran them.
+
+A domain declares its handlers in its own `tasks.py`:
+
+    @task("messages.send")
+    def send(session: Session, payload: SendPayload) -> None: ...
+
+    @recurring("jobs.prune", daily_at=time(3, 0), timezone="UTC")
+    def prune(session: Session, payload: Mapping[str, object]) -> None: ...
+
+`discover()` imports every `regulars.**.tasks` module so the worker knows them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from regulars.config import get_settings
+from regulars.errors import RegularsError, ValidationFailed
+from regulars.jobs import repository
+from regulars.jobs.models import Job, JobStatus
+from regulars.kit import clock
+
+P = TypeVar("P", bound=Mapping[str, object])
+Handler = Callable[[Session, Any], None]  # the payload type is each handler's own TypedDict
+_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BACKOFF_BASE = timedelta(seconds=15)
+BACKOFF_CAP = timedelta(hours=1)
+MAX_ERROR_CHARS = 8000
+
+
+class UnknownTask(RegularsError):
+    code = "unknown_task"
+    status = 500
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a recurring job is due: every fixed interval (anchored at the Unix epoch, so all
+    workers agree), or daily at a local wall-clock time in an IANA time zone."""
+
+    kind: str
+    every: timedelta | None = None
+    daily_at: time | None = None
+    timezone: str = "UTC"
+
+    def next_at(self, now: datetime) -> datetime:
+        """The first occurrence at or after `now`, in UTC."""
+        if self.every is not None:
+            periods, rest = divmod(now - _EPOCH, self.every)
+            return _EPOCH + (periods + (1 if rest else 0)) * self.every
+        assert self.daily_at is not None
+        zone = ZoneInfo(self.timezone)
+        today = now.astimezone(zone).date()
+        for offset in range(3):
+            # A time skipped by a DST gap resolves to the same instant shifted by the gap (fold=0).
+            local = datetime.combine(today + timedelta(days=offset), self.daily_at, tzinfo=zone)
+            if local.astimezone(UTC) >= now:
+                return local.astimezone(UTC)
+        raise AssertionError("a daily time always recurs within three days")  # pragma: no cover
+
+    def idempotency_key(self, due_at: datetime) -> str:
+        return f"recurring:{self.kind}:{due_at.astimezone(UTC).isoformat()}"
+
+
+def _check_kind(kind: str) -> None:
+    if not _KIND.match(kind):
+        raise ValidationFailed(f"job kind {kind!r} is not of the form 'domain.verb'")
+
+
+def _make_schedule(
+    kind: str, *, every: timedelta | None, daily_at: time | None, timezone: str
+) -> Schedule:
+    if (every is None) == (daily_at is None):
+        raise ValidationFailed(f"recurring job {kind!r} needs exactly one of every= or daily_at=")
+    if every is not None and every <= timedelta(0):
+        raise ValidationFailed(f"recurring job {kind!r} needs a positive interval")
+    if daily_at is not None and daily_at.tzinfo is not None:
+        raise ValidationFailed(f"recurring job {kind!r}: give daily_at naive and timezone=")
+    ZoneInfo(timezone)  # an unknown zone fails at import time, not at 3 a.m.
+    return Schedule(kind, every=every, daily_at=daily_at, timezone=timezone)
+
+
+class Registry:
+    """Handlers by job kind, and the schedules of recurring jobs."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._schedules: dict[str, Schedule] = {}
+
+    def task(
+        self, kind: str
+    ) -> Callable[[Callable[[Session, P], None]], Callable[[Session, P], None]]:
+        _check_kind(kind)
+
+        def register(fn: Callable[[Session, P], None]) -> Callable[[Session, P], None]:
+            self._add_handler(kind, fn)
+            return fn
+
+        return register
+
+    def recurring(
+        self,
+        kind: str,
+        *,
+        every: timedelta | None = None,
+        daily_at: time | None = None,
+        timezone: str = "UTC",
+    ) -> Callable[[Callable[[Session, P], None]], Callable[[Session, P], None]]:
+        """Register a handler (payload `{}`) and the schedule the worker enqueues it on."""
+        _check_kind(kind)
+        schedule = _make_schedule(kind, every=every, daily_at=daily_at, timezone=timezone)
+
+        def register(fn: Callable[[Session, P], None]) -> Callable[[Session, P], None]:
+            self._add_handler(kind, fn)
+            self._schedules[kind] = schedule
+            return fn
+
+        return register
+
+    def _add_handler(self, kind: str, fn: Handler) -> None:
+        known = self._handlers.get(kind)
+        if known is not None and _qualified(known) != _qualified(fn):
+            raise ValidationFailed(f"job kind {kind!r} already handled by {_qualified(known)}")
+        self._handlers[kind] = fn
+
+    def handler(self, kind: str) -> Handler:
+        try:
+            return self._handlers[kind]
+        except KeyError:
+            raise UnknownTask(f"no handler registered for job kind {kind!r}") from None
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        return [self._schedules[kind] for kind in sorted(self._schedules)]
+
+
+def _qualified(fn: Callable[..., object]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+registry = Registry()
+task = registry.task
+recurring = registry.recurring
+
+
+def discover(package: str = "regulars") -> list[str]:
+    """Import every `<package>.**.tasks` module, registering its handlers; return their names."""
+    root = importlib.import_module(package)
+
+    def _raise(name: str) -> None:
+        raise ImportError(f"cannot import {name} while looking for tasks modules")
+
+    found = []
+    for module in pkgutil.walk_packages(root.__path__, f"{package}.", onerror=_raise):
+        if module.name.rsplit(".", 1)[-1] == "tasks":
+            importlib.import_module(module.name)
+            found.append(module.name)
+    return found
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: Mapping[str, object],
+    *,
+    due_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+) -> int:
+    """Queue a job; with an idempotency key already used, return the existing job's id."""
+    _check_kind(kind)
+    if max_attempts is None:
+        max_attempts = get_settings().job_max_attempts
+    elif max_attempts < 1:
+        raise ValidationFailed("max_attempts must be at least 1")
+    now = clock.now()
+    job_id = repository.add(
+        session,
+        kind=kind,
+        payload=payload,
+        due_at=due_at or now,
+        max_attempts=max_attempts,
+        created_at=now,
+        idempotency_key=idempotency_key,
+    )
+    if job_id is None:
+        assert idempotency_key is not None
+        job_id = repository.get_id_by_idempotency_key(session, idempotency_key)
+        assert job_id is not None, "a conflicting job is committed before ON CONFLICT returns"
+    return job_id
+
+
+def ensure_scheduled(session: Session, schedule: Schedule, *, now: datetime) -> datetime:
+    """Make sure the next occurrence of a recurring job is queued; return when it is due."""
+    due_at = schedule.next_at(now)
+    enqueue(
+        session, schedule.kind, {}, due_at=due_at, idempotency_key=schedule.idempotency_key(due_at)
+    )
+    return due_at
+
+
+def backoff(attempt: int, *, rng: Callable[[], float] = random.random) -> timedelta:
+    """Exponential from 15 s, capped at an hour, with jitter: between half and all of it."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << min(max(attempt - 1, 0), 20)))
+    return ceiling * (0.5 + rng() / 2)
+
+
+def claim(
+    session: Session, *, worker_id: str, now: datetime, limit: int, lease: timedelta
+) -> list[int]:
+    """Claim a batch of due jobs for this worker, failing those that exhausted their attempts
+    by killing the workers that ran them."""
+    repository.fail_abandoned(session, now=now)
+    return repository.claim_due(
+        session, now=now, limit=limit, worker_id=worker_id, locked_until=now + lease
+    )
+
+
+def claimed(session: Session, job_id: int, *, worker_id: str) -> Job | None:
+    """The job, if this worker still holds its lease."""
+    return repository.get_claimed(session, job_id, worker_id=worker_id)
+
+
+def complete(session: Session, job_id: int, *, worker_id: str, now: datetime) -> bool:
+    """Mark a job done in the handler's transaction; False if the lease was lost meanwhile."""
+    return repository.mark_done(session, job_id, worker_id=worker_id, now=now)
+
+
+def record_failure(
+    session: Session, job_id: int, *, worker_id: str, error: str, now: datetime
+) -> JobStatus | None:
+    """Queue the job again after a backoff, or fail it on its last attempt; None if the lease
+    was lost (another worker owns the job now)."""
+    job = repository.get_claimed(session, job_id, worker_id=worker_id)
+    if job is None:
+        return None
+    error = error[-MAX_ERROR_CHARS:]
+    if job.attempts >= job.max_attempts:
+        repository.mark_failed(session, job_id, worker_id=worker_id, error=error, now=now)
+        return JobStatus.FAILED
+    due_at = now + backoff(job.attempts)
+    repository.mark_retry(session, job_id, worker_id=worker_id, error=error, due_at=due_at)
+    return JobStatus.QUEUED
+
+
+def release(session: Session, job_ids: Sequence[int], *, worker_id: str) -> int:
+    return repository.release(session, job_ids, worker_id=worker_id)
+
+
+def prune(session: Session, *, now: datetime, keep: timedelta = timedelta(days=7)) -> int:
+    """Delete done and failed jobs that finished more than `keep` ago."""
+    return repository.delete_finished_before(session, before=now - keep)

@@ -1,0 +1,177 @@
+"""The loop that claims due jobs and runs them: `regulars worker`, or a thread of `regulars serve`.
+
+One batch: enqueue the next occurrence of each recurring job, claim due jobs in one short
+transaction, then run each job in its own transaction, where the handler's writes and the
+job's completion commit together. A failing job is rolled back and its failure recorded in a
+fresh transaction; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from regulars.config import get_settings
+from regulars.db import session_scope
+from regulars.jobs import service
+from regulars.jobs.models import JobStatus
+from regulars.kit import clock
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (this one outlived its lease); roll back."""
+
+
+def new_worker_id(index: int = 0) -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{index}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        registry: service.Registry | None = None,
+        worker_id: str | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.registry = registry if registry is not None else service.registry
+        self.worker_id = worker_id or new_worker_id()
+        self.batch_size = batch_size or settings.worker_batch_size
+        self.poll_seconds = settings.worker_poll_seconds
+        self.lease = timedelta(seconds=settings.job_lease_seconds)
+        self._scheduled: dict[str, datetime] = {}
+
+    def run_once(self, now: datetime | None = None, *, stop: threading.Event | None = None) -> int:
+        """Claim one batch and run it; return how many jobs ran. `now` overrides the clock."""
+        self.ensure_recurring(now)
+        job_ids = self.claim(now)
+        for ran, job_id in enumerate(job_ids):
+            if stop is not None and stop.is_set():
+                self.release(job_ids[ran:])
+                return ran
+            self.run_job(job_id, now)
+        return len(job_ids)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Run batches until `stop` is set, waiting `worker_poll_seconds` when the queue is dry."""
+        log.info("worker %s started", self.worker_id)
+        while not stop.is_set():
+            try:
+                ran = self.run_once(stop=stop)
+            except SQLAlchemyError:  # the database went away: log, wait, try again
+                log.exception("worker %s: database error", self.worker_id)
+                ran = 0
+            if ran < self.batch_size:
+                stop.wait(self.poll_seconds)
+        log.info("worker %s stopped", self.worker_id)
+
+    def ensure_recurring(self, now: datetime | None = None) -> None:
+        """Queue the next occurrence of each recurring job (idempotent across workers)."""
+        at = _now(now)
+        pending = [
+            s for s in self.registry.schedules if self._scheduled.get(s.kind) != s.next_at(at)
+        ]
+        if not pending:
+            return
+        with session_scope() as session:
+            due = {s.kind: service.ensure_scheduled(session, s, now=at) for s in pending}
+        self._scheduled.update(due)
+
+    def claim(self, now: datetime | None = None) -> list[int]:
+        with session_scope() as session:
+            return service.claim(
+                session,
+                worker_id=self.worker_id,
+                now=_now(now),
+                limit=self.batch_size,
+                lease=self.lease,
+            )
+
+    def run_job(self, job_id: int, now: datetime | None = None) -> JobStatus | None:
+        """Run one claimed job; return its new status, or None if the lease was lost."""
+        try:
+            with session_scope() as session:
+                self._run_handler(session, job_id, now)
+            return JobStatus.DONE
+        except LeaseLost:
+            log.warning("job %d: lease lost to another worker, rolled back", job_id)
+            return None
+        except Exception:  # whatever a handler raises fails this job only, never the batch
+            error = traceback.format_exc()
+            log.warning("job %d failed", job_id, exc_info=True)
+        with session_scope() as session:
+            return service.record_failure(
+                session, job_id, worker_id=self.worker_id, error=error, now=_now(now)
+            )
+
+    def _run_handler(self, session: Session, job_id: int, now: datetime | None) -> None:
+        job = service.claimed(session, job_id, worker_id=self.worker_id)
+        if job is None:
+            raise LeaseLost(job_id)
+        self.registry.handler(job.kind)(session, dict(job.payload))
+        if not service.complete(session, job_id, worker_id=self.worker_id, now=_now(now)):
+            raise LeaseLost(job_id)
+
+    def release(self, job_ids: Sequence[int]) -> None:
+        with session_scope() as session:
+            service.release(session, job_ids, worker_id=self.worker_id)
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else clock.now()
+
+
+def run_pool(workers: Sequence[Worker], stop: threading.Event) -> None:
+    """Run the first worker here and the others in threads, until `stop` is set."""
+    threads = [
+        threading.Thread(target=w.run_forever, args=(stop,), name=w.worker_id, daemon=True)
+        for w in workers[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        workers[0].run_forever(stop)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+class EmbeddedWorker:
+    """The worker as a daemon thread of the web process (`regulars serve` on SQLite)."""
+
+    def __init__(self, worker: Worker | None = None) -> None:
+        self._worker = worker
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._worker is None:
+            service.discover()
+            self._worker = Worker()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._worker.run_forever, args=(self._stop,), name="regulars-worker", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to stop after its current job, and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,66 @@
+"""`regulars db upgrade`, `regulars serve` and `regulars worker` as Typer commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import typer
+from sqlalchemy import create_engine, inspect
+from typer.testing import CliRunner
+
+from regulars import migrate
+from regulars.config import reset_settings
+from regulars.errors import ValidationFailed
+from regulars.server_cli import db_app, serve, worker
+
+runner = CliRunner()
+
+
+def _app_of(*commands: typer.models.CommandFunctionType) -> typer.Typer:
+    app = typer.Typer()
+    for command in commands:
+        app.command()(command)
+    return app
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    monkeypatch.setenv("REGULARS_DATABASE_URL", url)
+    reset_settings()
+    yield url
+    reset_settings()
+
+
+def test_db_upgrade_creates_the_schema(sqlite_url: str) -> None:
+    result = runner.invoke(db_app, ["upgrade"])
+    assert result.exit_code == 0, result.output
+    assert f"is at {migrate.heads(sqlite_url)[0]}" in result.output
+    engine = create_engine(sqlite_url)
+    assert "jobs" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_worker_refuses_threads_on_sqlite(sqlite_url: str) -> None:
+    result = runner.invoke(_app_of(worker, serve), ["worker", "--concurrency", "2"])
+    assert isinstance(result.exception, ValidationFailed)
+
+
+def test_serve_says_where_to_go_and_passes_the_worker_choice(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    result = runner.invoke(_app_of(serve, worker), ["serve", "--port", "8123", "--without-worker"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8123/" in result.output
+    assert "run `regulars worker`" in result.output
+    [(factory, options)] = calls
+    assert isinstance(factory, partial)
+    assert factory.keywords == {"with_worker": False}
+    assert (options["factory"], options["host"], options["port"]) == (True, "127.0.0.1", 8123)

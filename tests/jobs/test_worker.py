@@ -1,0 +1,275 @@
+"""The worker on a frozen clock: runs, retries, failures, leases, recurring jobs."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from regulars.db import Database
+from regulars.jobs import service
+from regulars.jobs.models import Job, JobStatus
+from regulars.jobs.service import Registry
+from regulars.kit.clock import FrozenClock
+from regulars.worker import EmbeddedWorker, Worker
+
+from .conftest import START, recorded
+from .worker_tasks import record
+
+LEASE = timedelta(seconds=300)  # the default job_lease_seconds
+
+
+def _enqueue(kind: str, payload: Mapping[str, object], **options: object) -> int:
+    from regulars.db import session_scope
+
+    with session_scope() as session:
+        return service.enqueue(session, kind, payload, **options)  # type: ignore[arg-type]
+
+
+def _job(database: Database, job_id: int) -> Job:
+    with database.session(readonly=True) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def _jobs_by_key(database: Database) -> dict[str, Job]:
+    with database.session(readonly=True) as session:
+        jobs = session.scalars(select(Job).where(Job.idempotency_key.is_not(None)))
+        return {job.idempotency_key or "": job for job in jobs}
+
+
+def test_a_due_job_runs_and_is_done(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.record", {"n": 1})
+    worker = Worker(registry=registry, worker_id="w1")
+    assert worker.run_once() == 1
+    job = _job(database, job_id)
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.DONE, 1, "w1")
+    assert (job.finished_at, job.last_error, job.locked_until) == (START, None, None)
+    assert recorded(database) == [(1, "in-process")]
+    assert worker.run_once() == 0
+
+
+def test_a_job_waits_until_it_is_due(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.record", {"n": 1}, due_at=START + timedelta(hours=1))
+    worker = Worker(registry=registry)
+    assert worker.run_once() == 0
+    assert worker.run_once(START + timedelta(minutes=59)) == 0
+    frozen.advance(timedelta(hours=1))
+    assert worker.run_once() == 1
+    assert _job(database, job_id).status == JobStatus.DONE
+
+
+def test_a_failing_job_retries_with_backoff_then_fails_keeping_its_error(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.boom", {"n": 7}, max_attempts=3)
+    worker = Worker(registry=registry)
+    for attempt, (low, high) in enumerate([(7.5, 15), (15, 30)], start=1):
+        assert worker.run_once() == 1
+        job = _job(database, job_id)
+        assert (job.status, job.attempts, job.locked_by) == (JobStatus.QUEUED, attempt, None)
+        assert job.last_error is not None and "Boom: boom 7" in job.last_error
+        now = frozen.now()
+        assert now + timedelta(seconds=low) <= job.due_at <= now + timedelta(seconds=high)
+        assert worker.run_once(job.due_at - timedelta(microseconds=1)) == 0
+        frozen.set(job.due_at)
+    assert worker.run_once() == 1
+    job = _job(database, job_id)
+    assert (job.status, job.attempts, job.finished_at) == (JobStatus.FAILED, 3, frozen.now())
+    assert job.last_error is not None and "Boom: boom 7" in job.last_error
+    assert worker.run_once(frozen.now() + timedelta(days=1)) == 0
+
+
+def test_one_failing_job_does_not_stop_the_rest_of_its_batch(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    first = _enqueue("tests.record", {"n": 1})
+    failing = _enqueue("tests.boom", {"n": 2})
+    last = _enqueue("tests.record", {"n": 3})
+    assert Worker(registry=registry).run_once() == 3
+    assert [_job(database, i).status for i in (first, failing, last)] == [
+        JobStatus.DONE,
+        JobStatus.QUEUED,
+        JobStatus.DONE,
+    ]
+    assert recorded(database) == [(1, "in-process"), (3, "in-process")]
+
+
+def test_a_failing_job_leaves_none_of_its_writes(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.write_then_boom", {"n": 1})
+    assert Worker(registry=registry).run_once() == 1
+    assert recorded(database) == []
+    last_error = _job(database, job_id).last_error
+    assert last_error is not None and "after writing" in last_error
+
+
+def test_a_job_of_unknown_kind_fails_with_a_clear_error(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.nobody", {}, max_attempts=1)
+    assert Worker(registry=registry).run_once() == 1
+    job = _job(database, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.last_error is not None and "no handler registered" in job.last_error
+
+
+def test_a_job_claimed_by_a_dead_worker_runs_again_after_its_lease(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.record", {"n": 1})
+    assert Worker(registry=registry, worker_id="dead").claim() == [job_id]
+    survivor = Worker(registry=registry, worker_id="alive")
+    assert survivor.run_once(START + LEASE) == 0
+    frozen.set(START + LEASE + timedelta(seconds=1))
+    assert survivor.run_once() == 1
+    job = _job(database, job_id)
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.DONE, 2, "alive")
+    assert recorded(database) == [(1, "in-process")]
+
+
+def test_a_worker_that_outlived_its_lease_rolls_back_its_job(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.record", {"n": 1})
+    slow, other = Worker(registry=registry, worker_id="slow"), Worker(registry=registry)
+    assert slow.claim() == [job_id]
+    frozen.advance(LEASE + timedelta(seconds=1))
+    assert other.claim() == [job_id]
+    assert slow.run_job(job_id) is None
+    assert recorded(database) == []
+    assert other.run_job(job_id) == JobStatus.DONE
+    assert recorded(database) == [(1, "in-process")]
+
+
+def test_completion_commits_nothing_once_the_lease_is_lost(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    def _lose_lease(session: Session, payload: Mapping[str, object]) -> None:
+        record(session, {"n": 1})
+        session.execute(update(Job).values(locked_by="thief"))  # as if taken over meanwhile
+
+    registry.task("tests.lose_lease")(_lose_lease)
+    job_id = _enqueue("tests.lose_lease", {})
+    assert Worker(registry=registry, worker_id="slow").run_once() == 1
+    assert recorded(database) == []
+    job = _job(database, job_id)
+    assert (job.status, job.locked_by, job.finished_at) == (JobStatus.RUNNING, "slow", None)
+
+
+def test_a_job_that_kills_its_worker_on_every_attempt_ends_failed(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    job_id = _enqueue("tests.record", {"n": 1}, max_attempts=2)
+    for _ in range(2):
+        assert Worker(registry=registry).claim() == [job_id]
+        frozen.advance(LEASE + timedelta(seconds=1))
+    assert Worker(registry=registry).run_once() == 0
+    job = _job(database, job_id)
+    assert (job.status, job.attempts, job.finished_at) == (JobStatus.FAILED, 2, frozen.now())
+    assert job.last_error is not None and "lease expired" in job.last_error
+
+
+def test_a_stopping_worker_hands_back_jobs_it_has_not_started(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    ids = [_enqueue("tests.record", {"n": n}) for n in range(3)]
+    stop = threading.Event()
+    stop.set()
+    assert Worker(registry=registry).run_once(stop=stop) == 0
+    jobs = [_job(database, job_id) for job_id in ids]
+    assert [(j.status, j.attempts, j.locked_by) for j in jobs] == [(JobStatus.QUEUED, 0, None)] * 3
+    assert Worker(registry=registry).run_once() == 3
+
+
+def _tick(session: Session, payload: Mapping[str, object]) -> None:
+    assert payload == {}
+
+
+def test_an_interval_job_is_queued_for_its_next_occurrence_and_runs(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    registry.recurring("tests.tick", every=timedelta(minutes=15))(_tick)
+    frozen.set(datetime(2026, 3, 2, 10, 7, tzinfo=UTC))
+    first, second = Worker(registry=registry), Worker(registry=registry)
+    assert first.run_once() == 0
+    assert second.run_once() == 0
+    key = "recurring:tests.tick:2026-03-02T10:15:00+00:00"
+    assert list(_jobs_by_key(database)) == [key]
+    frozen.set(datetime(2026, 3, 2, 10, 15, tzinfo=UTC))
+    assert first.run_once() == 1
+    assert _jobs_by_key(database)[key].status == JobStatus.DONE
+    frozen.advance(timedelta(seconds=1))
+    assert second.run_once() == 0
+    queued = {k: j.due_at for k, j in _jobs_by_key(database).items() if j.status == "queued"}
+    assert queued == {
+        "recurring:tests.tick:2026-03-02T10:30:00+00:00": datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
+    }
+
+
+def test_a_daily_job_keeps_its_local_time_across_a_dst_change(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    registry.recurring("tests.daily", daily_at=time(9, 0), timezone="Europe/Paris")(_tick)
+    worker = Worker(registry=registry)
+    frozen.set(datetime(2026, 3, 27, 12, 0, tzinfo=UTC))
+    ran_at = []
+    for _ in range(3 * 24 * 4):  # three days, a batch every quarter of an hour
+        if worker.run_once() == 1:
+            ran_at.append(frozen.now())
+        frozen.advance(timedelta(minutes=15))
+    # 09:00 in Paris: 08:00 UTC on CET days, 07:00 UTC from Sunday 29 March (CEST).
+    assert ran_at == [
+        datetime(2026, 3, 28, 8, 0, tzinfo=UTC),
+        datetime(2026, 3, 29, 7, 0, tzinfo=UTC),
+        datetime(2026, 3, 30, 7, 0, tzinfo=UTC),
+    ]
+
+
+def test_the_prune_task_runs_through_the_worker(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    importlib.import_module("regulars.jobs.tasks")
+    old = _enqueue("tests.record", {"n": 1})
+    Worker(registry=registry).run_once()
+    frozen.advance(timedelta(days=8))
+    recent = _enqueue("tests.record", {"n": 2})
+    Worker(registry=registry).run_once()
+    prune = _enqueue("jobs.prune", {})
+    assert Worker().run_once() == 1
+    with database.session(readonly=True) as session:
+        left = set(session.scalars(select(Job.id).where(Job.kind != "jobs.prune")))
+    assert old not in left
+    assert recent in left
+    assert _job(database, prune).status == JobStatus.DONE
+
+
+def test_the_embedded_worker_runs_jobs_in_a_thread_and_stops(
+    database: Database, registry: Registry
+) -> None:
+    ran = threading.Event()
+
+    def _signal(session: Session, payload: Mapping[str, object]) -> None:
+        ran.set()
+
+    registry.task("tests.signal")(_signal)
+    job_id = _enqueue("tests.signal", {})
+    embedded = EmbeddedWorker(Worker(registry=registry))
+    embedded.start()
+    try:
+        assert embedded.is_running
+        assert ran.wait(timeout=30)
+    finally:
+        embedded.stop()
+    assert not embedded.is_running
+    assert _job(database, job_id).status == JobStatus.DONE
