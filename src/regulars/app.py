@@ -8,18 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from regulars.kit.responses import JSONBody
 
 from regulars import __version__
 from regulars.config import get_settings
 from regulars.errors import RegularsError
+from regulars.kit.responses import JSONBody
 
 log = logging.getLogger(__name__)
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, object]]:
+def _validation_details(exc: RequestValidationError) -> list[dict[str, str | list[str]]]:
     return [
-        {"loc": [str(part) for part in error.get("loc", ())], "message": error.get("msg", "")}
+        {"loc": [str(part) for part in error.get("loc", ())], "message": str(error.get("msg", ""))}
         for error in exc.errors()
     ]
 
@@ -33,7 +33,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONBody:
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "message": "invalid request"}
-        where = ".".join(str(part) for part in first["loc"])  # type: ignore[union-attr]
+        where = ".".join(first["loc"])
         error = RegularsError(
             f"{where}: {first['message']}" if where else str(first["message"]),
             code="validation_failed",

@@ -1,4 +1,4 @@
-"""The `regulars` command: mounts each domain's commands; errors become one line and an exit code."""
+"""The `regulars` command: mounts each domain's commands; errors become one line and exit code."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Every domain's models, imported once so metadata (and Alembic) sees all tables."""
 
 from regulars.customers import models as customers_models
+from regulars.db import Base
 from regulars.identity import models as identity_models
 from regulars.jobs import models as jobs_models
-from regulars.db import Base
 
 __all__ = ["Base", "customers_models", "identity_models", "jobs_models"]

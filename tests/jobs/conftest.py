@@ -26,10 +26,12 @@ def frozen() -> Iterator[FrozenClock]:
 
 
 @pytest.fixture
-def effects_table(database: Database) -> Database:
+def effects_table(database: Database) -> Iterator[Database]:
+    """The effects table, dropped afterwards so the schema is the product's again."""
     effects_metadata.drop_all(database.writer)
     effects_metadata.create_all(database.writer)
-    return database
+    yield database
+    effects_metadata.drop_all(database.writer)
 
 
 def recorded(database: Database) -> list[tuple[int, str]]:

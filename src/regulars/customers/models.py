@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from regulars.db import BigID, Base
+from regulars.db import Base, BigID
+
 
 def customer_fk() -> ForeignKey:
     return ForeignKey("customers.id", ondelete="CASCADE")
@@ -177,7 +178,9 @@ class GroupMembership(Base):
     group_id: Mapped[str] = mapped_column(
         String(26), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
     )
-    customer_id: Mapped[str] = mapped_column(String(26), customer_fk(), primary_key=True, index=True)
+    customer_id: Mapped[str] = mapped_column(
+        String(26), customer_fk(), primary_key=True, index=True
+    )
     joined_at: Mapped[datetime]
 
 

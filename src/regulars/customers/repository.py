@@ -7,7 +7,20 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,13 +31,16 @@ from regulars.customers.models import (
     CustomerEventCount,
     CustomerFacts,
     CustomerMerge,
+    Erasure,
     Event,
+    EventType,
     Group,
     GroupMembership,
     Identity,
     IdentityKind,
 )
 from regulars.customers.rules import FACT_FIELDS, Facts
+from regulars.customers.schemas import CustomerQuery
 from regulars.db import Base
 
 IdentityKey = tuple[IdentityKind, str]
@@ -301,11 +317,6 @@ def identities_of(session: Session, customer_ids: Collection[str]) -> list[Ident
 
 # --- reads, export, erase ---
 
-from sqlalchemy import String, case, cast, literal  # noqa: E402
-
-from regulars.customers.models import Erasure, EventType  # noqa: E402
-from regulars.customers.schemas import CustomerQuery  # noqa: E402
-
 
 def _trait_text(session: Session, path: Sequence[str]) -> Any:
     """A trait (nested keys as a path) read as text: strings as they are, numbers in JSON
@@ -434,7 +445,7 @@ def memberships_of(session: Session, customer_id: str) -> list[tuple[GroupMember
         .where(GroupMembership.customer_id == customer_id)
         .order_by(GroupMembership.joined_at, Group.id)
     )
-    return [(membership, group) for membership, group in rows.tuples()]
+    return [(membership, group) for membership, group in rows]
 
 
 def merges_into(session: Session, customer_id: str) -> list[CustomerMerge]:

@@ -24,6 +24,7 @@ MAX_TOPIC_LENGTH = 100
 MAX_CENTS = 10**15  # a thousand billion in any currency: beyond it the number is a mistake
 LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 CONSENT_TRAIT = "consents"
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 not itself escaped
 ORDER_COMPLETED = "Order Completed"
 ORDER_REFUNDED = "Order Refunded"
 
@@ -88,7 +89,7 @@ def parse_message(
         raise MessageInvalid("invalid_message", "each message must be a JSON object")
     _check_size(raw, max_bytes)
     kind = raw.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         allowed = ", ".join(sorted(MESSAGE_TYPES))
         raise MessageInvalid("invalid_type", f"type must be one of {allowed}")
     message = Message(
@@ -109,6 +110,8 @@ def parse_message(
     if message.user_id is None and message.anonymous_id is None:
         raise MessageInvalid("missing_identity", "userId or anonymousId is required")
     if message.type is EventType.IDENTIFY:
+        if not message.traits and isinstance(message.context.get("traits"), dict):
+            message.traits = dict(message.context["traits"])  # RudderStack sends them there
         message.consents = consent_changes(message.traits.pop(CONSENT_TRAIT, None))
         message.profile = profile_fields(message.traits, message.context, phone_region)
     return message
@@ -131,11 +134,14 @@ def _parse_by_type(message: Message, raw: Mapping[str, Any]) -> None:
 
 def _check_size(raw: Mapping[str, Any], max_bytes: int) -> None:
     try:
-        size = len(orjson.dumps(raw))
+        encoded = orjson.dumps(raw)
     except TypeError as exc:  # non-string keys or values orjson cannot encode
         raise MessageInvalid("invalid_message", "message is not valid JSON data") from exc
-    if size > max_bytes:
+    if len(encoded) > max_bytes:
+        size = len(encoded)
         raise MessageInvalid("too_large", f"message is {size} bytes; the limit is {max_bytes}")
+    if b"\\u0000" in encoded and ESCAPED_NUL.search(encoded):  # PostgreSQL can't store NUL
+        raise MessageInvalid("invalid_message", "message must not contain NUL (\\u0000) characters")
 
 
 def corrected_timestamp(
@@ -177,8 +183,6 @@ def _object(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise MessageInvalid("invalid_field", f"{key} must be an object")
-    if "\x00" in orjson.dumps(value).decode():
-        raise MessageInvalid("invalid_field", f"{key} must not contain NUL characters")
     return value
 
 

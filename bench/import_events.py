@@ -1,0 +1,148 @@
+"""`regulars import events` throughput: a JSONL export of a shop, imported end to end.
+
+    python -m bench.import_events [--quick] [--db sqlite|postgresql|both] [--pg-url URL]
+
+The file (1M lines; --quick: 50k) is made deterministically in /tmp: 50,000 people, their
+page views, product views, carts, orders and identifies interleaved in time order as an
+export would be. Figure per database: events_per_s of `import_file` (read, parse, validate,
+resolve identities, store, facts; 1,000 rows per transaction), with `ratio` against a raw
+executemany INSERT of the same event rows into the events table, 1,000 rows per transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select
+
+from bench.common import figure, fresh_database
+from regulars.customers.importer import ImportKind, import_file
+from regulars.customers.models import Customer, Event
+from regulars.db import Database, set_database
+from regulars.kit import clock
+
+BENCH = "import"
+FULL_LINES = 1_000_000
+QUICK_LINES = 50_000
+PEOPLE = 50_000
+CHUNK = 1000
+RAW_ROWS_MAX = 200_000
+PG_URL = "postgresql://postgres@127.0.0.1:5432/regulars_bench_import"
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+EVENTS = (("Product Viewed", 60), ("Product Added", 15), ("Checkout Started", 6),
+          ("Order Completed", 4), ("Order Refunded", 1))  # fmt: skip
+
+
+def lines(count: int, *, seed: int = 1) -> Iterator[dict[str, Any]]:
+    """`count` Segment messages in time order; deterministic for a seed."""
+    rng = random.Random(seed)
+    names = [name for name, _ in EVENTS]
+    weights = [weight for _, weight in EVENTS]
+    step = timedelta(days=365) / count
+    for n in range(count):
+        person = rng.randrange(PEOPLE)
+        message: dict[str, Any] = {"messageId": f"bench-{seed}-{n}", "anonymousId": f"a{person}"}
+        if person % 10:
+            message["userId"] = f"u{person}"
+        message["timestamp"] = (T0 + step * n).isoformat().replace("+00:00", "Z")
+        roll = rng.random()
+        if roll < 0.04 and "userId" in message:
+            message |= {"type": "identify", "traits": {"email": f"p{person}@example.com"}}
+        elif roll < 0.24:
+            message |= {"type": "page", "name": "Shop", "properties": {"path": "/shop"}}
+        else:
+            event = rng.choices(names, weights)[0]
+            price = rng.randrange(500, 15_000) / 100
+            properties = {"sku": f"SKU-{rng.randrange(200)}", "price": price, "currency": "USD"}
+            if event.startswith("Order"):
+                properties |= {"order_id": f"o{n}", "revenue": price}
+            message |= {"type": "track", "event": event, "properties": properties}
+        yield message
+
+
+def write_file(count: int) -> Path:
+    path = Path(tempfile.gettempdir()) / f"regulars-bench-import-{count}.jsonl"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as out:
+            for message in lines(count):
+                out.write(orjson.dumps(message) + b"\n")
+        partial.rename(path)
+    return path
+
+
+def import_rate(path: Path, count: int) -> float:
+    began = time.perf_counter()
+    summary = import_file(path, kind=ImportKind.EVENTS, source="bench", chunk_size=CHUNK)
+    elapsed = time.perf_counter() - began
+    assert summary.imported == count, f"imported {summary.imported} of {count}"
+    return count / elapsed
+
+
+def raw_insert_rate(database: Database, path: Path, count: int) -> float:
+    """Rows per second of a plain executemany INSERT of the same rows, CHUNK per commit."""
+    with database.writer.connect() as conn:
+        owners = list(conn.scalars(select(Customer.id).order_by(Customer.id).limit(10_000)))
+    rng = random.Random(99)
+    with path.open("rb") as stream:
+        rows = [_raw_row(orjson.loads(line), rng.choice(owners)) for line in stream]
+    rows = rows[: min(count, RAW_ROWS_MAX)]
+    began = time.perf_counter()
+    for start in range(0, len(rows), CHUNK):
+        with database.writer.begin() as conn:
+            conn.execute(insert(Event), rows[start : start + CHUNK])
+    return len(rows) / (time.perf_counter() - began)
+
+
+def _raw_row(message: dict[str, Any], customer_id: str) -> dict[str, Any]:
+    at = datetime.fromisoformat(message["timestamp"])
+    return {
+        "customer_id": customer_id,
+        "source": "bench-raw",
+        "message_id": message["messageId"],
+        "type": message["type"],
+        "name": message.get("event") or message.get("name"),
+        "properties": message.get("properties") or message.get("traits") or {},
+        "context": {},
+        "timestamp": at,
+        "received_at": at,
+        "sent_at": None,
+    }
+
+
+def run(db: str, *, path: Path, count: int, pg_url: str) -> None:
+    url = fresh_database(db, pg_url=pg_url)
+    database = Database(url)
+    set_database(database)
+    try:
+        with clock.frozen(T0 + timedelta(days=366)):
+            rate = import_rate(path, count)
+        raw = raw_insert_rate(database, path, count)
+    finally:
+        set_database(None)
+    figure(BENCH, "events_per_s", db, rate, "events/s", ratio=round(rate / raw, 3))
+    figure(BENCH, "raw_insert_per_s", db, raw, "rows/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_LINES:,} lines")
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--pg-url", default=PG_URL)
+    args = parser.parse_args()
+    count = QUICK_LINES if args.quick else FULL_LINES
+    path = write_file(count)
+    for db in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
+        run(db, path=path, count=count, pg_url=args.pg_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Read verbs of the customers domain: profiles, timelines and consents as the API shows them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import repository
+from regulars.customers.models import (
+    Consent,
+    Customer,
+    CustomerFacts,
+    Event,
+    EventType,
+    IdentityKind,
+)
+from regulars.customers.profiles import resolve_id, set_consents, update_traits
+from regulars.customers.rules import ConsentChangeIn, MessageInvalid, normalise_email
+from regulars.customers.schemas import (
+    ConsentRead,
+    ConsentUpdate,
+    CustomerPage,
+    CustomerQuery,
+    CustomerRead,
+    CustomerUpdate,
+    EventPage,
+    EventRead,
+    FactsRead,
+    average,
+    money,
+)
+from regulars.errors import Conflict, ValidationFailed
+from regulars.kit.pagination import decode_cursor, encode_cursor
+
+
+def _facts_read(facts: CustomerFacts | None, counts: dict[str, int]) -> FactsRead:
+    if facts is None:  # a profile always has a facts row; this only guards a missing one
+        facts = CustomerFacts(events_count=0, orders_count=0, revenue_total_cents=0)
+        facts.refunds_count, facts.refunded_total_cents = 0, 0
+    return FactsRead(
+        orders_count=facts.orders_count,
+        revenue_total=money(facts.revenue_total_cents),
+        average_order_value=average(facts.revenue_total_cents, facts.orders_count),
+        first_order_at=facts.first_order_at,
+        last_order_at=facts.last_order_at,
+        first_seen_at=facts.first_seen_at,
+        last_seen_at=facts.last_seen_at,
+        events_count=facts.events_count,
+        refunds_count=facts.refunds_count,
+        refunded_total=money(facts.refunded_total_cents),
+        event_counts=counts,
+    )
+
+
+def _consent_read(consent: Consent) -> ConsentRead:
+    return ConsentRead(
+        channel=consent.channel,
+        topic=consent.topic,
+        status=consent.status,
+        source=consent.source,
+        updated_at=consent.updated_at,
+    )
+
+
+def customer_reads(session: Session, customers: Sequence[Customer]) -> list[CustomerRead]:
+    """Profiles with identities, facts, counts and consents: five queries for a whole page."""
+    ids = [customer.id for customer in customers]
+    anonymous_ids: dict[str, list[str]] = defaultdict(list)
+    for identity in sorted(repository.identities_of(session, ids), key=lambda i: i.value):
+        if identity.kind == IdentityKind.ANONYMOUS_ID:
+            anonymous_ids[identity.customer_id].append(identity.value)
+    facts = repository.facts_for(session, ids)
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in repository.event_counts_for(session, ids):
+        counts[row.customer_id][row.event_name] = row.count
+    consents: dict[str, list[ConsentRead]] = defaultdict(list)
+    for consent in sorted(repository.consents_of(session, ids), key=lambda c: (c.channel, c.topic)):
+        consents[consent.customer_id].append(_consent_read(consent))
+    return [
+        CustomerRead(
+            id=c.id,
+            external_id=c.external_id,
+            anonymous_ids=anonymous_ids[c.id],
+            email=c.email,
+            phone=c.phone,
+            first_name=c.first_name,
+            last_name=c.last_name,
+            timezone=c.timezone,
+            locale=c.locale,
+            traits=c.traits,
+            facts=_facts_read(facts.get(c.id), counts[c.id]),
+            consents=consents[c.id],
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+        for c in customers
+    ]
+
+
+def live(session: Session, customer_id: str) -> Customer | None:
+    """The profile behind an id, following merges (a merged-away id answers the survivor)."""
+    resolved = resolve_id(session, customer_id)
+    return None if resolved is None else repository.get(session, resolved)
+
+
+def get_customer(session: Session, customer_id: str) -> CustomerRead | None:
+    customer = live(session, customer_id)
+    return None if customer is None else customer_reads(session, [customer])[0]
+
+
+def list_customers(
+    session: Session, query: CustomerQuery, *, cursor: str | None, limit: int
+) -> CustomerPage:
+    after_id = None
+    if cursor is not None:
+        (after_id,) = decode_cursor(cursor, 1)
+        if not isinstance(after_id, str):
+            raise ValidationFailed("cursor is not valid: pass next_cursor back unchanged")
+    rows = repository.list_customers(session, query, after_id=after_id, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].id) if more else None
+    return CustomerPage(items=customer_reads(session, rows), next_cursor=next_cursor)
+
+
+def find_customer(session: Session, reference: str) -> str | None:
+    """The customer an id, an external id or an email names (for people typing at a CLI)."""
+    customer = live(session, reference) or repository.get_by_external_id(session, reference)
+    if customer is not None:
+        return customer.id
+    try:
+        email = normalise_email(reference)
+    except MessageInvalid:
+        return None
+    matches = repository.list_by_email(session, email)
+    if len(matches) > 1:
+        ids = ", ".join(match.id for match in matches)
+        raise Conflict(f"{len(matches)} customers have the email {email}: {ids}")
+    return matches[0].id if matches else None
+
+
+def event_read(event: Event) -> EventRead:
+    return EventRead(
+        id=event.id,
+        type=event.type,
+        name=event.name,
+        properties=event.properties,
+        context=event.context,
+        timestamp=event.timestamp,
+        received_at=event.received_at,
+        sent_at=event.sent_at,
+        message_id=event.message_id,
+        source=event.source,
+    )
+
+
+def _event_position(cursor: str) -> tuple[datetime, int]:
+    at, event_id = decode_cursor(cursor, 2)
+    try:
+        if not isinstance(at, str) or isinstance(event_id, bool) or not isinstance(event_id, int):
+            raise ValueError("wrong types")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+    except ValueError as exc:
+        raise ValidationFailed("cursor is not valid: pass next_cursor back unchanged") from exc
+    return when, event_id
+
+
+def list_events(
+    session: Session,
+    customer_id: str,
+    *,
+    type: EventType | None = None,
+    name: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> EventPage | None:
+    """A customer's timeline, newest first; None when there is no such customer."""
+    customer = live(session, customer_id)
+    if customer is None:
+        return None
+    before = _event_position(cursor) if cursor is not None else None
+    rows = repository.list_events(
+        session, customer.id, type=type, name=name, before=before, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    next_cursor = encode_cursor(last.timestamp.isoformat(), last.id) if last else None
+    return EventPage(items=[event_read(e) for e in rows], next_cursor=next_cursor)
+
+
+def list_consents(session: Session, customer_id: str) -> list[ConsentRead] | None:
+    customer = live(session, customer_id)
+    if customer is None:
+        return None
+    found = repository.consents_of(session, [customer.id])
+    return [_consent_read(c) for c in sorted(found, key=lambda c: (c.channel, c.topic))]
+
+
+def change_consents(
+    session: Session, customer_id: str, changes: Sequence[ConsentUpdate], *, source: str
+) -> list[ConsentRead] | None:
+    """Apply consent changes (each one kept in the history); answer every current consent."""
+    customer = live(session, customer_id)
+    if customer is None:
+        return None
+    set_consents(
+        session,
+        customer.id,
+        [ConsentChangeIn(channel=c.channel, topic=c.topic, status=c.status) for c in changes],
+        source=source,
+    )
+    session.flush()
+    return list_consents(session, customer.id)
+
+
+def update_profile(
+    session: Session, customer_id: str, changes: CustomerUpdate, *, at: datetime
+) -> CustomerRead | None:
+    """Change built-in fields and traits; the profile counts as updated at `at`."""
+    customer = live(session, customer_id)
+    if customer is None:
+        return None
+    for field_name, value in changes.profile_changes().items():
+        setattr(customer, field_name, value)
+    customer.updated_at = at
+    customer.traits_updated_at = at
+    session.flush()
+    if changes.traits is not None:
+        customer = update_traits(session, customer.id, changes.traits, at=at)
+    return customer_reads(session, [customer])[0]

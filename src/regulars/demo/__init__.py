@@ -1,0 +1,1 @@
+"""The demo store: a deterministic generator of Segment messages and its loader."""

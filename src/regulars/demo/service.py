@@ -1,0 +1,95 @@
+"""Load the demo store into the database through the same `ingest` every other message takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from itertools import islice
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import service as customers_service
+from regulars.customers.schemas import CustomerQuery
+from regulars.demo.generator import Message, generate
+from regulars.errors import Conflict
+from regulars.identity import service as identity
+from regulars.identity.models import ApiKeyScope, Source
+
+SOURCE_NAME = "demo"
+CHUNK = 2000
+
+
+@dataclass(slots=True)
+class DemoSummary:
+    customers: int = 0
+    events: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    orders: int = 0
+    revenue_cents: int = 0
+    source: Source | None = None
+    api_key: str | None = None
+    _users: set[str] = field(default_factory=set)
+
+    def count(self, message: Message) -> None:
+        if "userId" in message:
+            self._users.add(str(message["userId"]))
+            self.customers = len(self._users)
+        if message["type"] == "track" and message.get("event") == "Order Completed":
+            self.orders += 1
+            self.revenue_cents += int(Decimal(str(message["properties"]["revenue"])) * 100)
+
+
+def load(
+    session: Session,
+    *,
+    seed: int,
+    customers: int,
+    months: int,
+    now: datetime,
+    force: bool = False,
+) -> DemoSummary:
+    """Generate the demo store and ingest it from the "demo" source; flushes, never commits.
+
+    Creates the "demo" source when missing and a new admin API key, both returned in the
+    summary. A database with customers in it is refused unless `force`.
+    """
+    if not force and _has_customers(session):
+        raise Conflict("the database has customers already; pass --force to load the demo anyway")
+    source = _demo_source(session)
+    summary = DemoSummary(source=source)
+    _, summary.api_key = identity.create_api_key(session, "demo admin", ApiKeyScope.ADMIN)
+    messages = generate(seed, customers=customers, months=months, now=now)
+    for chunk in _chunks(_counted(messages, summary), CHUNK):
+        result = customers_service.ingest(session, chunk, source=source.id, received_at=now)
+        summary.events += result.accepted
+        summary.duplicates += result.duplicates
+        summary.rejected += len(result.rejected)
+    return summary
+
+
+def _has_customers(session: Session) -> bool:
+    page = customers_service.list_customers(session, CustomerQuery(), cursor=None, limit=1)
+    return bool(page.items)
+
+
+def _demo_source(session: Session) -> Source:
+    for source in identity.list_sources(session):
+        if source.name == SOURCE_NAME:
+            return source
+    return identity.create_source(session, SOURCE_NAME)
+
+
+def _counted(messages: Iterable[Message], summary: DemoSummary) -> Iterator[Message]:
+    for message in messages:
+        summary.count(message)
+        yield message
+
+
+def _chunks(messages: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(messages)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

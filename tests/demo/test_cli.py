@@ -1,0 +1,44 @@
+"""`regulars demo` prints a summary and, last, an admin API key that works."""
+
+from __future__ import annotations
+
+import pytest
+
+from regulars.cli import main
+from regulars.db import Database, session_scope
+from regulars.identity import service as identity
+
+
+def _run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr("sys.argv", ["regulars", *args])
+    try:
+        main()
+    except SystemExit as exit_info:
+        return exit_info.code if isinstance(exit_info.code, int) else 0
+    return 0
+
+
+def test_demo_prints_summary_and_a_working_key_last(
+    database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(["demo", "--seed", "5", "--customers", "20", "--months", "1"], monkeypatch)
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert any(line.split() == ["customers", "20"] for line in out)
+    with session_scope() as session:
+        api_key = identity.authenticate(session, out[-1])
+    assert api_key is not None
+    assert api_key.scope == "admin"
+
+
+def test_demo_refuses_a_loaded_database_unless_forced(
+    database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--seed", "5", "--customers", "5", "--months", "1"]
+    assert _run(args, monkeypatch) == 0
+    capsys.readouterr()
+
+    assert _run(args, monkeypatch) == 1
+    assert "--force" in capsys.readouterr().err
+    assert _run([*args, "--force"], monkeypatch) == 0
