@@ -28,7 +28,8 @@ class Profile:
 
 def customer_id_of(kind: IdentityKind, value: str) -> str | None:
     with session_scope(readonly=True) as session:
-        return repository.load_identities(session, {(kind, value)}).get((kind, value))
+        found = repository.load_identities(session, {(kind, value)}).get((kind, value))
+        return None if found is None else found[0]
 
 
 def profile_of(user_id: str) -> Profile:

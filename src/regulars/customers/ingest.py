@@ -18,7 +18,7 @@ from regulars.customers import repository
 from regulars.customers.models import EventType, Group, IdentityKind
 from regulars.customers.profiles import apply_identify, merge, set_consents
 from regulars.customers.repository import IdentityKey
-from regulars.customers.rules import Message, MessageInvalid, merge_traits, parse_message
+from regulars.customers.rules import Facts, Message, MessageInvalid, merge_traits, parse_message
 from regulars.customers.schemas import IngestResult, Rejection
 from regulars.kit import clock
 from regulars.kit.ids import new_id
@@ -35,7 +35,7 @@ def ingest(
     received_at = received_at or clock.now()
     result = IngestResult()
     parsed = _parse_all(messages, received_at=received_at, result=result)
-    fresh = _drop_duplicates(session, parsed, source=source, result=result)
+    fresh = _drop_duplicates(parsed, result=result)
     if not fresh:
         return result
     batch = _Batch(session, received_at=received_at)
@@ -78,11 +78,11 @@ def _parse_all(
     return parsed
 
 
-def _drop_duplicates(
-    session: Session, parsed: list[Message], *, source: str, result: IngestResult
-) -> list[Message]:
-    """A messageId seen before (in this batch or stored) is acknowledged and not applied again."""
-    seen = repository.existing_message_ids(session, source, [m.message_id for m in parsed])
+def _drop_duplicates(parsed: list[Message], *, result: IngestResult) -> list[Message]:
+    """A messageId repeated inside the batch is applied once. One stored earlier is skipped by
+    the events' unique constraint; resolving its identities again changes nothing, since they
+    were all linked the first time."""
+    seen: set[str] = set()
     fresh: list[Message] = []
     for message in parsed:
         if message.message_id in seen:
@@ -128,7 +128,7 @@ class _Batch:
         self.owners: dict[IdentityKey, str] = {}
         self.external: dict[str, str | None] = {}
         self.merged_into: dict[str, str] = {}
-        self.new_profiles: list[dict[str, Any]] = []
+        self.new_profiles: dict[str, dict[str, Any]] = {}
         self.new_identities: list[dict[str, Any]] = []
 
     def resolve(self, message: Message) -> str:
@@ -149,9 +149,9 @@ class _Batch:
             for value in (m.anonymous_id, m.previous_id):
                 if value:
                     keys.add((IdentityKind.ANONYMOUS_ID, value))
-        self.owners.update(repository.load_identities(self.session, keys))
-        owners = set(self.owners.values())
-        self.external.update(repository.external_ids(self.session, owners))
+        for key, (owner, external_id) in repository.load_identities(self.session, keys).items():
+            self.owners[key] = owner
+            self.external[owner] = external_id
 
     def _owner(self, key: IdentityKey | None) -> str | None:
         return self.final(self.owners[key]) if key and key in self.owners else None
@@ -192,33 +192,30 @@ class _Batch:
         return owner
 
     def _set_external(self, owner: str, value: str) -> None:
-        for row in self.new_profiles:
-            if row["id"] == owner:
-                row["external_id"] = value
-                return
-        repository.set_external_id(self.session, owner, value)
+        if owner in self.new_profiles:
+            self.new_profiles[owner]["external_id"] = value
+        else:
+            repository.set_external_id(self.session, owner, value)
 
     def _new_profile(self) -> str:
         customer_id = new_id()
         self.external[customer_id] = None
-        self.new_profiles.append(
-            {
-                "id": customer_id,
-                "external_id": None,
-                "traits": {},
-                "created_at": self.now,
-                "updated_at": self.now,
-            }
-        )
+        self.new_profiles[customer_id] = {
+            "id": customer_id,
+            "external_id": None,
+            "traits": {},
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
         return customer_id
 
     def flush_new_profiles(self) -> None:
-        repository.add_customers(self.session, self.new_profiles)
+        repository.add_customers(self.session, list(self.new_profiles.values()))
         repository.add_identities(
             self.session,
             [{**row, "customer_id": self.final(row["customer_id"])} for row in self.new_identities],
         )
-        self.new_profiles, self.new_identities = [], []
+        self.new_profiles, self.new_identities = {}, []
 
     def merge(self, merged_id: str, *, into: str, reason: str) -> str:
         self.flush_new_profiles()
@@ -275,15 +272,17 @@ def _apply_groups(session: Session, stored: list[tuple[Message, str]]) -> None:
 
 
 def _apply_facts(session: Session, stored: list[tuple[Message, str]]) -> None:
+    """Add the batch's events to each customer's facts: one upsert, no read."""
     tracked = set(get_settings().tracked_events)
-    facts = repository.lock_facts(session, {owner for _, owner in stored})
+    deltas: dict[str, Facts] = {}
     counts: dict[tuple[str, str], tuple[int, datetime]] = {}
     for message, owner in stored:
-        facts[owner].observe(message.type, message.name, message.properties, message.timestamp)
+        delta = deltas.get(owner) or deltas.setdefault(owner, Facts())
+        delta.observe(message.type, message.name, message.properties, message.timestamp)
         if message.type is EventType.TRACK and message.name in tracked:
             count, last_at = counts.get((owner, message.name), (0, message.timestamp))
             counts[(owner, message.name)] = (count + 1, max(last_at, message.timestamp))
-    repository.save_facts(session, facts)
+    repository.add_facts(session, deltas)
     repository.add_event_counts(
         session,
         [

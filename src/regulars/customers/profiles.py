@@ -81,9 +81,9 @@ def merge(session: Session, merged_id: str, *, into: str, reason: str, at: datet
     The merged id resolves to the survivor forever (customer_merges)."""
     customers = repository.get_many(session, {merged_id, into})
     merged, survivor = customers[merged_id], customers[into]
-    facts = repository.lock_facts(session, {merged_id, into})
-    facts[into].absorb(facts[merged_id])
-    repository.save_facts(session, {into: facts[into]})
+    merged_facts = repository.lock_facts(session, {merged_id}).get(merged_id)
+    if merged_facts is not None:
+        repository.add_facts(session, {into: merged_facts})
     repository.add_event_counts(
         session,
         [

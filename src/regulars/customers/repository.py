@@ -3,7 +3,7 @@ handful of statements, whatever its size."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,17 +11,19 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
 from regulars.customers.models import (
@@ -90,60 +92,63 @@ def survivor_of(session: Session, merged_id: str) -> str | None:
     )
 
 
-def existing_message_ids(session: Session, source: str, message_ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(message_ids):
-        rows = session.scalars(
-            select(Event.message_id).where(Event.source == source, Event.message_id.in_(chunk))
-        )
-        found.update(rows)
-    return found
-
-
-def load_identities(session: Session, keys: Collection[IdentityKey]) -> dict[IdentityKey, str]:
-    """Which customer each known identifier belongs to (unknown ones are absent)."""
-    found: dict[IdentityKey, str] = {}
+def load_identities(
+    session: Session, keys: Collection[IdentityKey]
+) -> dict[IdentityKey, tuple[str, str | None]]:
+    """The customer (id, external id) each known identifier belongs to; unknown ones are absent."""
+    found: dict[IdentityKey, tuple[str, str | None]] = {}
     for kind in IdentityKind:
         values = sorted({value for k, value in keys if k is kind})
         for chunk in _chunks(values):
             rows = session.execute(
-                select(Identity.value, Identity.customer_id).where(
-                    Identity.kind == kind, Identity.value.in_(chunk)
-                )
+                select(Identity.value, Identity.customer_id, Customer.external_id)
+                .join(Customer, Customer.id == Identity.customer_id)
+                .where(Identity.kind == kind, Identity.value.in_(chunk))
             )
-            found.update({(kind, value): customer_id for value, customer_id in rows})
-    return found
-
-
-def external_ids(session: Session, customer_ids: Collection[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for chunk in _chunks(sorted(customer_ids)):
-        rows = session.execute(
-            select(Customer.id, Customer.external_id).where(Customer.id.in_(chunk))
-        )
-        found.update({row[0]: row[1] for row in rows})
+            found.update({(kind, value): (owner, external) for value, owner, external in rows})
     return found
 
 
 # --- writes of the ingestion path ---
 
 
-def _insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """A multi-row INSERT: RETURNING makes SQLAlchemy batch the rows into few statements
-    ("insertmanyvalues") instead of one round trip per row."""
-    if rows:
-        statement = insert(table).returning(table.primary_key.columns.values()[0])
-        session.execute(statement, list(rows)).all()
+def _insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    finish: Callable[[Any], Any] = lambda statement: statement,
+) -> Result[Any]:
+    """One INSERT for many rows, whose SQL text does not depend on how many there are.
+
+    PostgreSQL: `INSERT ... SELECT unnest(:col1), unnest(:col2), ...` with one array per
+    column, so psycopg and the server parse it once. SQLite: an executemany that SQLAlchemy
+    batches into multi-row VALUES. `finish` adds ON CONFLICT and RETURNING to either.
+    """
+    columns = list(rows[0])
+    if not _is_postgres(session):
+        return session.execute(finish(sqlite.insert(table)), list(rows))
+    source = select(
+        *(
+            func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type))).label(name)
+            for name in columns
+        )
+    )
+    statement = finish(postgresql.insert(table).from_select(columns, source))
+    return session.execute(
+        statement, {f"u_{name}": [row[name] for row in rows] for name in columns}
+    )
+
+
+def _returning_key(table: Table) -> Callable[[Any], Any]:
+    """RETURNING the first key column; on SQLite it lets SQLAlchemy batch the VALUES."""
+    return lambda statement: statement.returning(table.primary_key.columns.values()[0])
 
 
 def add_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """New profiles, each with its (empty) facts row."""
-    _insert_many(session, _table(Customer), rows)
-    _insert_many(
-        session,
-        _table(CustomerFacts),
-        [{"customer_id": row["id"], **dict.fromkeys(_COUNTERS, 0)} for row in rows],
-    )
+    """New profiles; their facts row comes with their first event (`add_facts`)."""
+    if rows:
+        table = _table(Customer)
+        _insert_rows(session, table, rows, _returning_key(table)).all()
 
 
 _COUNTERS = (
@@ -156,7 +161,9 @@ _COUNTERS = (
 
 
 def add_identities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    _insert_many(session, _table(Identity), rows)
+    if rows:
+        table = _table(Identity)
+        _insert_rows(session, table, rows, _returning_key(table)).all()
 
 
 def set_external_id(session: Session, customer_id: str, external_id: str) -> None:
@@ -166,17 +173,18 @@ def set_external_id(session: Session, customer_id: str, external_id: str) -> Non
 
 
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert what is new; answer the message ids actually inserted (a concurrent duplicate is
-    skipped by the unique constraint rather than failing the batch)."""
+    """Insert what is new; answer the message ids actually inserted (one stored before, or by
+    a concurrent batch, is skipped by the unique constraint rather than failing the batch)."""
     if not rows:
         return set()
     table = _table(Event)
-    statement = (
-        _insert(session, table)
-        .on_conflict_do_nothing(index_elements=["source", "message_id"])
-        .returning(table.c.message_id)
-    )
-    return set(session.scalars(statement, list(rows)))
+
+    def finish(statement: Any) -> Any:
+        return statement.on_conflict_do_nothing(index_elements=["source", "message_id"]).returning(
+            table.c.message_id
+        )
+
+    return set(_insert_rows(session, table, rows, finish).scalars())
 
 
 def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Facts]:
@@ -196,21 +204,52 @@ def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Fac
     return found
 
 
-def save_facts(session: Session, facts: Mapping[str, Facts]) -> None:
-    """Write facts back as one upsert (rows exist: the conflict branch always takes over)."""
-    if not facts:
+_COUNTERS = (
+    "events_count",
+    "orders_count",
+    "revenue_total_cents",
+    "refunds_count",
+    "refunded_total_cents",
+)
+_EARLIEST = ("first_order_at", "first_seen_at")
+_LATEST = ("last_order_at", "last_seen_at")
+
+
+def _earliest(session: Session, current: Any, new: Any) -> Any:
+    """The earlier of two possibly-NULL times (PostgreSQL's LEAST ignores NULL, SQLite's min
+    does not)."""
+    if _is_postgres(session):
+        return func.least(current, new)
+    return func.min(func.coalesce(current, new), func.coalesce(new, current))
+
+
+def _latest(session: Session, current: Any, new: Any) -> Any:
+    if _is_postgres(session):
+        return func.greatest(current, new)
+    return func.max(func.coalesce(current, new), func.coalesce(new, current))
+
+
+def add_facts(session: Session, deltas: Mapping[str, Facts]) -> None:
+    """Add each customer's delta to their facts in one upsert, without reading them first:
+    counters add up, first/last times keep the earliest/latest."""
+    if not deltas:
         return
     table = _table(CustomerFacts)
-    statement = _insert(session, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["customer_id"],
-        set_={name: statement.excluded[name] for name in FACT_FIELDS},
-    ).returning(table.c.customer_id)
+
+    def finish(statement: Any) -> Any:
+        new = statement.excluded
+        changes = {name: table.c[name] + new[name] for name in _COUNTERS}
+        changes |= {n: _earliest(session, table.c[n], new[n]) for n in _EARLIEST}
+        changes |= {n: _latest(session, table.c[n], new[n]) for n in _LATEST}
+        return statement.on_conflict_do_update(
+            index_elements=["customer_id"], set_=changes
+        ).returning(table.c.customer_id)
+
     rows = [
         {"customer_id": customer_id, **{name: getattr(f, name) for name in FACT_FIELDS}}
-        for customer_id, f in sorted(facts.items())
+        for customer_id, f in sorted(deltas.items())
     ]
-    session.execute(statement, rows).all()
+    _insert_rows(session, table, rows, finish).all()
 
 
 def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -218,21 +257,19 @@ def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> Non
     if not rows:
         return
     table = _table(CustomerEventCount)
-    statement = _insert(session, table)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["customer_id", "event_name"],
-        set_={
-            "count": table.c.count + excluded.count,
-            "last_at": func.max(table.c.last_at, excluded.last_at)
-            if not _is_postgres(session)
-            else func.greatest(table.c.last_at, excluded.last_at),
-        },
-    )
-    statement = statement.returning(table.c.customer_id)
-    session.execute(
-        statement, sorted(rows, key=lambda r: (r["customer_id"], r["event_name"]))
-    ).all()
+
+    def finish(statement: Any) -> Any:
+        new = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=["customer_id", "event_name"],
+            set_={
+                "count": table.c.count + new.count,
+                "last_at": _latest(session, table.c.last_at, new.last_at),
+            },
+        ).returning(table.c.customer_id)
+
+    ordered = sorted(rows, key=lambda r: (r["customer_id"], r["event_name"]))
+    _insert_rows(session, table, ordered, finish).all()
 
 
 def event_counts_of(session: Session, customer_id: str) -> list[CustomerEventCount]:
