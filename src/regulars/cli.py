@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 from rich.console import Console
 
@@ -46,20 +47,15 @@ def _mount() -> None:
 def main() -> None:
     _mount()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except RegularsError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         sys.exit(2 if exc.status in (400, 422) else 1)
-    except (typer.Exit, SystemExit) as exc:
-        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
-        sys.exit(code if isinstance(code, int) else 0)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            err.print("aborted")
-            sys.exit(1)
-        raise
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    # Without standalone mode, click hands back typer.Exit's code instead of exiting with it.
+    sys.exit(code if isinstance(code, int) else 0)

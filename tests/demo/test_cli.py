@@ -42,3 +42,19 @@ def test_demo_refuses_a_loaded_database_unless_forced(
     assert _run(args, monkeypatch) == 1
     assert "--force" in capsys.readouterr().err
     assert _run([*args, "--force"], monkeypatch) == 0
+
+
+def test_demo_if_empty_loads_once_then_leaves_the_database_alone(
+    database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--seed", "5", "--customers", "5", "--months", "1", "--if-empty"]
+    assert _run(args, monkeypatch) == 0
+    first = capsys.readouterr()
+    assert "Admin API key" in first.out
+
+    assert _run(args, monkeypatch) == 0
+    second = capsys.readouterr()
+    assert "Admin API key" not in second.out
+    assert "not loaded again" in second.err
+    with session_scope(readonly=True) as session:
+        assert len(identity.list_api_keys(session)) == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -243,10 +242,7 @@ def import_file(
 
 def source_id_of(session: Session, name: str) -> str:
     """The id of the source named `name`, created when missing (its events are keyed on it)."""
-    for source in identity.list_sources(session):
-        if source.name == name:
-            return source.id
-    return identity.create_source(session, name).id
+    return identity.get_or_create_source(session, name).id
 
 
 def default_rejects(path: Path) -> Path:
@@ -354,9 +350,7 @@ def _run(
         )
     _report(summary, file=file, source=source)
     if summary.rejected:
-        # SystemExit, not typer.Exit: regulars.cli.main runs click with standalone_mode=False,
-        # which turns typer.Exit(1) into a return value and loses the exit code.
-        sys.exit(1)
+        raise typer.Exit(1)
 
 
 def _report(summary: ImportSummary, *, file: Path, source: str) -> None:

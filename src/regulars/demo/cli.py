@@ -22,9 +22,17 @@ def demo(
     customers: int = typer.Option(2000, min=1, help="Known customers (plus 20% anonymous)."),
     months: int = typer.Option(12, min=1, max=60, help="Months of history before now."),
     force: bool = typer.Option(False, "--force", help="Load even if there are customers."),
+    if_empty: bool = typer.Option(
+        False, "--if-empty", help="Do nothing (and succeed) when there are customers already."
+    ),
 ) -> None:
     """Load a demo store: customers in 9 time zones, page views, carts, orders, refunds."""
     console = Console(stderr=True)
+    if if_empty:
+        with session_scope(readonly=True) as session:
+            if service.has_customers(session):
+                console.print("The database has customers already: the demo is not loaded again.")
+                return
     started = time.perf_counter()
     loading = f"Loading {STORE} ({customers} customers, {months} months)..."
     with console.status(loading), session_scope() as session:

@@ -57,9 +57,9 @@ def load(
     Creates the "demo" source when missing and a new admin API key, both returned in the
     summary. A database with customers in it is refused unless `force`.
     """
-    if not force and _has_customers(session):
+    if not force and has_customers(session):
         raise Conflict("the database has customers already; pass --force to load the demo anyway")
-    source = _demo_source(session)
+    source = identity.get_or_create_source(session, SOURCE_NAME)
     summary = DemoSummary(source=source)
     _, summary.api_key = identity.create_api_key(session, "demo admin", ApiKeyScope.ADMIN)
     messages = generate(seed, customers=customers, months=months, now=now)
@@ -71,16 +71,9 @@ def load(
     return summary
 
 
-def _has_customers(session: Session) -> bool:
+def has_customers(session: Session) -> bool:
     page = customers_service.list_customers(session, CustomerQuery(), cursor=None, limit=1)
     return bool(page.items)
-
-
-def _demo_source(session: Session) -> Source:
-    for source in identity.list_sources(session):
-        if source.name == SOURCE_NAME:
-            return source
-    return identity.create_source(session, SOURCE_NAME)
 
 
 def _counted(messages: Iterable[Message], summary: DemoSummary) -> Iterator[Message]:

@@ -48,6 +48,12 @@ def create_source(session: Session, name: str) -> Source:
     return source
 
 
+def get_or_create_source(session: Session, name: str) -> Source:
+    """The source named `name`, created when missing (the demo's and the importer's)."""
+    existing = repository.get_source_by_name(session, _checked_name(name, "source"))
+    return existing if existing is not None else create_source(session, name)
+
+
 def list_sources(session: Session) -> Sequence[Source]:
     return repository.list_sources(session)
 
