@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import http.client
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
+from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 
+from regulars.customers.models import Customer, Event
+from regulars.db import Database
 from regulars.migrate import upgrade
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/regulars_bench"
@@ -107,3 +113,39 @@ def _wait_until_ready(server: Server, process: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)  # readiness poll of a real server, bounded by the deadline
     raise RuntimeError(f"the server did not answer within {STARTUP_SECONDS} s")
+
+
+# ---- the raw operation every ingestion figure is compared with -------------------------------
+
+
+def raw_event_row(message: Mapping[str, Any], customer_id: str) -> dict[str, Any]:
+    """The events row a message becomes, without validation, identities or facts."""
+    at = datetime.fromisoformat(message["timestamp"])
+    return {
+        "customer_id": customer_id,
+        "source": "bench-raw",
+        "message_id": message["messageId"],
+        "type": message["type"],
+        "name": message.get("event") or message.get("name"),
+        "properties": message.get("properties") or message.get("traits") or {},
+        "context": message.get("context") or {},
+        "timestamp": at,
+        "received_at": at,
+        "sent_at": None,
+    }
+
+
+def raw_insert_rate(
+    database: Database, messages: Iterable[Mapping[str, Any]], *, rows_per_commit: int
+) -> float:
+    """Rows per second of a plain executemany INSERT of the same rows into the events table,
+    spread over customers that exist (the foreign key holds)."""
+    with database.writer.connect() as conn:
+        owners = list(conn.scalars(select(Customer.id).order_by(Customer.id).limit(10_000)))
+    rng = random.Random(99)
+    rows = [raw_event_row(message, rng.choice(owners)) for message in messages]
+    began = time.perf_counter()
+    for start in range(0, len(rows), rows_per_commit):
+        with database.writer.begin() as conn:
+            conn.execute(insert(Event), rows[start : start + rows_per_commit])
+    return len(rows) / (time.perf_counter() - began)

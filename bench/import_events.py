@@ -12,6 +12,7 @@ executemany INSERT of the same event rows into the events table, 1,000 rows per 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import tempfile
 import time
@@ -21,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
 
-from bench.common import figure, fresh_database
+from bench.common import figure, fresh_database, raw_insert_rate
 from regulars.customers.importer import ImportKind, import_file
-from regulars.customers.models import Customer, Event
 from regulars.db import Database, set_database
 from regulars.kit import clock
 
@@ -87,35 +86,11 @@ def import_rate(path: Path, count: int) -> float:
     return count / elapsed
 
 
-def raw_insert_rate(database: Database, path: Path, count: int) -> float:
-    """Rows per second of a plain executemany INSERT of the same rows, CHUNK per commit."""
-    with database.writer.connect() as conn:
-        owners = list(conn.scalars(select(Customer.id).order_by(Customer.id).limit(10_000)))
-    rng = random.Random(99)
+def raw_rate(database: Database, path: Path, count: int) -> float:
     with path.open("rb") as stream:
-        rows = [_raw_row(orjson.loads(line), rng.choice(owners)) for line in stream]
-    rows = rows[: min(count, RAW_ROWS_MAX)]
-    began = time.perf_counter()
-    for start in range(0, len(rows), CHUNK):
-        with database.writer.begin() as conn:
-            conn.execute(insert(Event), rows[start : start + CHUNK])
-    return len(rows) / (time.perf_counter() - began)
-
-
-def _raw_row(message: dict[str, Any], customer_id: str) -> dict[str, Any]:
-    at = datetime.fromisoformat(message["timestamp"])
-    return {
-        "customer_id": customer_id,
-        "source": "bench-raw",
-        "message_id": message["messageId"],
-        "type": message["type"],
-        "name": message.get("event") or message.get("name"),
-        "properties": message.get("properties") or message.get("traits") or {},
-        "context": {},
-        "timestamp": at,
-        "received_at": at,
-        "sent_at": None,
-    }
+        lines = itertools.islice(stream, min(count, RAW_ROWS_MAX))
+        messages = [orjson.loads(line) for line in lines]
+    return raw_insert_rate(database, messages, rows_per_commit=CHUNK)
 
 
 def run(db: str, *, path: Path, count: int, pg_url: str) -> None:
@@ -125,7 +100,7 @@ def run(db: str, *, path: Path, count: int, pg_url: str) -> None:
     try:
         with clock.frozen(T0 + timedelta(days=366)):
             rate = import_rate(path, count)
-        raw = raw_insert_rate(database, path, count)
+        raw = raw_rate(database, path, count)
     finally:
         set_database(None)
     figure(BENCH, "events_per_s", db, rate, "events/s", ratio=round(rate / raw, 3))

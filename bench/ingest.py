@@ -21,9 +21,16 @@ from multiprocessing.synchronize import Barrier
 from typing import TypedDict
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from bench.common import DEFAULT_PG_URL, Server, figure, fresh_database, running_server
+from bench.common import (
+    DEFAULT_PG_URL,
+    Server,
+    figure,
+    fresh_database,
+    raw_insert_rate,
+    running_server,
+)
 from regulars.customers.models import Customer, Event
 from regulars.db import Database, session_scope, set_database
 from regulars.identity.models import ApiKeyScope
@@ -140,34 +147,9 @@ def run_clients(server: Server, write_key: str, total: int) -> float:
 # ---- the raw operation, and the timeline -------------------------------------------------------
 
 
-def raw_insert_rate(count: int) -> float:
-    """Rows per second of a plain executemany INSERT of the same event rows, 100 per commit."""
-    database = _database()
-    with session_scope(readonly=True) as session:
-        owners = list(session.scalars(select(Customer.id).order_by(Customer.id).limit(10_000)))
-    rng = random.Random(99)
-    rows = [_raw_row(m, rng.choice(owners)) for m in messages(CLIENTS, count)]
-    began = time.perf_counter()
-    for start in range(0, len(rows), BATCH):
-        with database.writer.begin() as conn:
-            conn.execute(insert(Event), rows[start : start + BATCH])
-    return len(rows) / (time.perf_counter() - began)
-
-
-def _raw_row(message: Message, customer_id: str) -> dict[str, object]:
-    at = datetime.fromisoformat(message["timestamp"])
-    return {
-        "customer_id": customer_id,
-        "source": "bench-raw",
-        "message_id": message["messageId"],
-        "type": message["type"],
-        "name": message.get("event") or message.get("name"),
-        "properties": message.get("properties") or message.get("traits") or {},
-        "context": message.get("context", {}),
-        "timestamp": at,
-        "received_at": at,
-        "sent_at": at,
-    }
+def raw_rate(count: int) -> float:
+    """The raw INSERT of the same event rows, BATCH per commit."""
+    return raw_insert_rate(_database(), messages(CLIENTS, count), rows_per_commit=BATCH)
 
 
 def timeline_latencies_ms(server: Server, api_key: str) -> list[float]:
@@ -224,7 +206,7 @@ def bench_database(db: str, *, total: int, pg_url: str) -> None:
     stored = _stored_events()
     if stored != total:
         raise RuntimeError(f"{stored} events stored of {total} sent")
-    raw = raw_insert_rate(min(total, RAW_ROWS_MAX))
+    raw = raw_rate(min(total, RAW_ROWS_MAX))
     figure(BENCH, "events_per_s", db, rate, "events/s", ratio=round(rate / raw, 3))
     figure(BENCH, "raw_insert_rows_per_s", db, raw, "rows/s")
     figure(BENCH, "server_peak_rss", db, rss, "MB")

@@ -151,15 +151,6 @@ def add_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
         _insert_rows(session, table, rows, _returning_key(table)).all()
 
 
-_COUNTERS = (
-    "events_count",
-    "orders_count",
-    "revenue_total_cents",
-    "refunds_count",
-    "refunded_total_cents",
-)
-
-
 def add_identities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
         table = _table(Identity)
