@@ -16,9 +16,16 @@ from sqlalchemy.orm import Session
 from regulars.config import get_settings
 from regulars.customers import repository
 from regulars.customers.models import EventType, Group, IdentityKind
-from regulars.customers.profiles import apply_identify, merge, set_consents
+from regulars.customers.profiles import merge, set_consents
 from regulars.customers.repository import IdentityKey
-from regulars.customers.rules import Facts, Message, MessageInvalid, merge_traits, parse_message
+from regulars.customers.rules import (
+    Facts,
+    Message,
+    MessageInvalid,
+    apply_identify,
+    merge_traits,
+    parse_message,
+)
 from regulars.customers.schemas import IngestResult, Rejection
 from regulars.kit import clock
 from regulars.kit.ids import new_id
@@ -241,11 +248,12 @@ def _apply_profiles(session: Session, stored: list[tuple[Message, str]], *, sour
     )
     if not identifies:
         return
-    customers = repository.get_many(session, {owner for _, owner in identifies})
+    profiles = repository.profile_states(session, {owner for _, owner in identifies})
     for message, owner in identifies:
-        apply_identify(customers[owner], message.traits, message.profile, at=message.timestamp)
+        apply_identify(profiles[owner], message.traits, message.profile, at=message.timestamp)
         if message.consents:
             set_consents(session, owner, message.consents, source=source, at=message.timestamp)
+    repository.save_profile_states(session, profiles, updated_at=clock.now())
 
 
 def _apply_groups(session: Session, stored: list[tuple[Message, str]]) -> None:

@@ -9,12 +9,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
-from regulars.customers import repository
+from regulars.customers import repository, rules
 from regulars.customers.models import Consent, Customer
 from regulars.customers.rules import (
+    PROFILE_STATE_FIELDS,
     ConsentChangeIn,
     MessageInvalid,
     ProfileFields,
+    ProfileState,
     consent_changes,
     merge_traits,
     profile_fields,
@@ -26,14 +28,11 @@ from regulars.kit import clock
 def apply_identify(
     customer: Customer, traits: Mapping[str, Any], fields: ProfileFields, *, at: datetime
 ) -> None:
-    """Newest wins: data newer than the profile's overwrites it; older data only fills gaps."""
-    newer = customer.traits_updated_at is None or at >= customer.traits_updated_at
-    customer.traits = merge_traits(customer.traits, traits, incoming_is_newer=newer)
-    for name, value in fields.given().items():
-        if newer or getattr(customer, name) is None:
-            setattr(customer, name, value)
-    if newer:
-        customer.traits_updated_at = at
+    """Identify data on one loaded profile, newest wins (rules.apply_identify)."""
+    state = ProfileState(**{name: getattr(customer, name) for name in PROFILE_STATE_FIELDS})
+    rules.apply_identify(state, traits, fields, at=at)
+    for name in PROFILE_STATE_FIELDS:
+        setattr(customer, name, getattr(state, name))
     customer.updated_at = clock.now()
 
 

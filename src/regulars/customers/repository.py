@@ -3,7 +3,7 @@ handful of statements, whatever its size."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
 from regulars.customers.models import (
@@ -41,9 +39,9 @@ from regulars.customers.models import (
     Identity,
     IdentityKind,
 )
-from regulars.customers.rules import FACT_FIELDS, Facts
+from regulars.customers.rules import FACT_FIELDS, PROFILE_STATE_FIELDS, Facts, ProfileState
 from regulars.customers.schemas import CustomerQuery
-from regulars.db import Base
+from regulars.db import Base, bulk_write
 
 IdentityKey = tuple[IdentityKind, str]
 CHUNK = 500  # rows per IN (...) list or multi-row INSERT: well under every driver's limit
@@ -112,49 +110,47 @@ def load_identities(
 # --- writes of the ingestion path ---
 
 
-def _insert_rows(
-    session: Session,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    finish: Callable[[Any], Any] = lambda statement: statement,
-) -> Result[Any]:
-    """One INSERT for many rows, whose SQL text does not depend on how many there are.
-
-    PostgreSQL: `INSERT ... SELECT unnest(:col1), unnest(:col2), ...` with one array per
-    column, so psycopg and the server parse it once. SQLite: an executemany that SQLAlchemy
-    batches into multi-row VALUES. `finish` adds ON CONFLICT and RETURNING to either.
-    """
-    columns = list(rows[0])
-    if not _is_postgres(session):
-        return session.execute(finish(sqlite.insert(table)), list(rows))
-    source = select(
-        *(
-            func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type))).label(name)
-            for name in columns
-        )
-    )
-    statement = finish(postgresql.insert(table).from_select(columns, source))
-    return session.execute(
-        statement, {f"u_{name}": [row[name] for row in rows] for name in columns}
-    )
-
-
-def _returning_key(table: Table) -> Callable[[Any], Any]:
-    """RETURNING the first key column; on SQLite it lets SQLAlchemy batch the VALUES."""
-    return lambda statement: statement.returning(table.primary_key.columns.values()[0])
-
-
 def add_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """New profiles; their facts row comes with their first event (`add_facts`)."""
-    if rows:
-        table = _table(Customer)
-        _insert_rows(session, table, rows, _returning_key(table)).all()
+    bulk_write(session, _table(Customer), rows, shape="customers")
 
 
 def add_identities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        table = _table(Identity)
-        _insert_rows(session, table, rows, _returning_key(table)).all()
+    bulk_write(session, _table(Identity), rows, shape="identities")
+
+
+def profile_states(session: Session, customer_ids: Collection[str]) -> dict[str, ProfileState]:
+    """What identify calls change, read for update (rows locked in id order on PostgreSQL)."""
+    columns = [_table(Customer).c[name] for name in PROFILE_STATE_FIELDS]
+    found: dict[str, ProfileState] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        query = select(Customer.id, *columns).where(Customer.id.in_(chunk)).order_by(Customer.id)
+        if _is_postgres(session):
+            query = query.with_for_update()
+        for row in session.execute(query):
+            found[row[0]] = ProfileState(*row[1:])
+    return found
+
+
+def save_profile_states(
+    session: Session, profiles: Mapping[str, ProfileState], *, updated_at: datetime
+) -> None:
+    """One executemany UPDATE of every profile an identify batch touched."""
+    if not profiles:
+        return
+    table = _table(Customer)
+    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in PROFILE_STATE_FIELDS}
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(**values, updated_at=bindparam("b_updated_at"))
+    )
+    params = [
+        {"b_id": customer_id, "b_updated_at": updated_at}
+        | {f"b_{name}": getattr(state, name) for name in PROFILE_STATE_FIELDS}
+        for customer_id, state in profiles.items()
+    ]
+    session.execute(statement, params)
 
 
 def set_external_id(session: Session, customer_id: str, external_id: str) -> None:
@@ -164,18 +160,38 @@ def set_external_id(session: Session, customer_id: str, external_id: str) -> Non
 
 
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert what is new; answer the message ids actually inserted (one stored before, or by
-    a concurrent batch, is skipped by the unique constraint rather than failing the batch)."""
+    """Insert what is new; answer the message ids actually inserted. One stored before (or, on
+    PostgreSQL, by a concurrent batch) is skipped by the unique constraint, not an error."""
     if not rows:
         return set()
     table = _table(Event)
 
     def finish(statement: Any) -> Any:
-        return statement.on_conflict_do_nothing(index_elements=["source", "message_id"]).returning(
-            table.c.message_id
-        )
+        return statement.on_conflict_do_nothing(index_elements=["source", "message_id"])
 
-    return set(_insert_rows(session, table, rows, finish).scalars())
+    if _is_postgres(session):
+        written = bulk_write(
+            session, table, rows, shape="events", finish=finish, returning=table.c.message_id
+        )
+        return {message_id for (message_id,) in written}
+    # SQLite writers hold the database lock: what is not stored yet is what this one stores.
+    stored = _stored_message_ids(session, rows)
+    bulk_write(session, table, rows, shape="events", finish=finish)
+    return {row["message_id"] for row in rows} - stored
+
+
+def _stored_message_ids(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    found: set[str] = set()
+    by_source: dict[str, list[str]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row["message_id"])
+    for source, message_ids in by_source.items():
+        for chunk in _chunks(message_ids):
+            query = select(Event.message_id).where(
+                Event.source == source, Event.message_id.in_(chunk)
+            )
+            found.update(session.scalars(query))
+    return found
 
 
 def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Facts]:
@@ -232,15 +248,13 @@ def add_facts(session: Session, deltas: Mapping[str, Facts]) -> None:
         changes = {name: table.c[name] + new[name] for name in _COUNTERS}
         changes |= {n: _earliest(session, table.c[n], new[n]) for n in _EARLIEST}
         changes |= {n: _latest(session, table.c[n], new[n]) for n in _LATEST}
-        return statement.on_conflict_do_update(
-            index_elements=["customer_id"], set_=changes
-        ).returning(table.c.customer_id)
+        return statement.on_conflict_do_update(index_elements=["customer_id"], set_=changes)
 
     rows = [
         {"customer_id": customer_id, **{name: getattr(f, name) for name in FACT_FIELDS}}
         for customer_id, f in sorted(deltas.items())
     ]
-    _insert_rows(session, table, rows, finish).all()
+    bulk_write(session, table, rows, shape="facts-add", finish=finish)
 
 
 def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -257,10 +271,10 @@ def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> Non
                 "count": table.c.count + new.count,
                 "last_at": _latest(session, table.c.last_at, new.last_at),
             },
-        ).returning(table.c.customer_id)
+        )
 
     ordered = sorted(rows, key=lambda r: (r["customer_id"], r["event_name"]))
-    _insert_rows(session, table, ordered, finish).all()
+    bulk_write(session, table, ordered, shape="event-counts-add", finish=finish)
 
 
 def event_counts_of(session: Session, customer_id: str) -> list[CustomerEventCount]:

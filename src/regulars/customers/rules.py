@@ -348,6 +348,36 @@ def order_amount_cents(properties: Mapping[str, Any]) -> int:
     return 0
 
 
+@dataclass(slots=True)
+class ProfileState:
+    """What identify calls write on a profile."""
+
+    traits: dict[str, Any]
+    traits_updated_at: datetime | None
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+
+
+PROFILE_STATE_FIELDS = tuple(ProfileState.__dataclass_fields__)
+
+
+def apply_identify(
+    profile: ProfileState, traits: Mapping[str, Any], fields: ProfileFields, *, at: datetime
+) -> None:
+    """Newest wins: data newer than the profile's overwrites it; older data only fills gaps."""
+    newer = profile.traits_updated_at is None or at >= profile.traits_updated_at
+    profile.traits = merge_traits(profile.traits, traits, incoming_is_newer=newer)
+    for name, value in fields.given().items():
+        if newer or getattr(profile, name) is None:
+            setattr(profile, name, value)
+    if newer:
+        profile.traits_updated_at = at
+
+
 def merge_traits(
     current: Mapping[str, Any], incoming: Mapping[str, Any], *, incoming_is_newer: bool
 ) -> dict[str, Any]:
