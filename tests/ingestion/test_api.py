@@ -322,7 +322,7 @@ def test_batch_context_and_sent_at_fill_messages_that_lack_them(
 def test_lost_race_is_retried_as_a_whole(
     client: TestClient, write_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = customers_service.ingest
+    real = customers_service.store
     calls: list[int] = []
 
     def loses_once(*args: object, **kwargs: object) -> IngestResult:
@@ -332,7 +332,7 @@ def test_lost_race_is_retried_as_a_whole(
             raise IntegrityError("INSERT", {}, Exception("duplicate key"))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(api, "ingest", loses_once)
+    monkeypatch.setattr(api, "store", loses_once)
 
     response = post(client, "/v1/batch", {"batch": [track("u1", "m1")]}, write_key=write_key)
 
@@ -347,7 +347,7 @@ def test_race_lost_every_time_is_503(
     def always_loses(*_args: object, **_kwargs: object) -> IngestResult:
         raise IntegrityError("INSERT", {}, Exception("duplicate key"))
 
-    monkeypatch.setattr(api, "ingest", always_loses)
+    monkeypatch.setattr(api, "store", always_loses)
 
     response = post(client, "/v1/batch", {"batch": [track("u1", "m1")]}, write_key=write_key)
 

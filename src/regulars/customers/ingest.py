@@ -8,6 +8,7 @@ It flushes; the boundary commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,26 @@ from regulars.kit import clock
 from regulars.kit.ids import new_id
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch validated and deduplicated, ready to store: the part of ingestion that needs no
+    database, so a server can do it before taking the write lock."""
+
+    messages: list[Message]
+    rejected: list[Rejection]
+    duplicates: int
+    received_at: datetime
+
+
+def prepare(messages: Sequence[object], *, received_at: datetime | None = None) -> PreparedBatch:
+    """Validate each message (a rejection says why) and drop repeats of a messageId."""
+    received_at = received_at or clock.now()
+    result = IngestResult()
+    parsed = _parse_all(messages, received_at=received_at, result=result)
+    fresh = _drop_duplicates(parsed, result=result)
+    return PreparedBatch(fresh, result.rejected, result.duplicates, received_at)
+
+
 def ingest(
     session: Session,
     messages: Sequence[object],
@@ -39,23 +60,28 @@ def ingest(
     received_at: datetime | None = None,
 ) -> IngestResult:
     """Validate and store a batch; invalid messages are rejected one by one, the rest is kept."""
-    received_at = received_at or clock.now()
-    result = IngestResult()
-    parsed = _parse_all(messages, received_at=received_at, result=result)
-    fresh = _drop_duplicates(parsed, result=result)
+    return store(session, prepare(messages, received_at=received_at), source=source)
+
+
+def store(session: Session, batch: PreparedBatch, *, source: str) -> IngestResult:
+    """Store a prepared batch: identities, events, profiles, groups, facts; flushes only."""
+    result = IngestResult(duplicates=batch.duplicates, rejected=list(batch.rejected))
+    fresh, received_at = batch.messages, batch.received_at
     if not fresh:
         return result
-    batch = _Batch(session, received_at=received_at)
-    batch.preload(fresh)
-    owners = [batch.resolve(message) for message in fresh]
-    batch.flush_new_profiles()
+    resolver = _Batch(session, received_at=received_at)
+    resolver.preload(fresh)
+    owners = [resolver.resolve(message) for message in fresh]
+    resolver.flush_new_profiles()
     rows = [
-        _event_row(message, batch.final(owner), source=source, received_at=received_at)
+        _event_row(message, resolver.final(owner), source=source, received_at=received_at)
         for message, owner in zip(fresh, owners, strict=True)
     ]
     inserted = repository.insert_events(session, rows)
     stored = [
-        (m, batch.final(o)) for m, o in zip(fresh, owners, strict=True) if m.message_id in inserted
+        (m, resolver.final(o))
+        for m, o in zip(fresh, owners, strict=True)
+        if m.message_id in inserted
     ]
     result.duplicates += len(fresh) - len(stored)
     result.accepted = len(stored)

@@ -250,6 +250,7 @@ def _bounded(value: str | None, what: str) -> str | None:
     return value
 
 
+@lru_cache(maxsize=65_536)  # the same people identify again and again; parsing is slow
 def normalise_email(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
@@ -257,6 +258,7 @@ def normalise_email(value: str) -> str:
         raise MessageInvalid("invalid_email", f"traits.email {value!r}: {exc}") from exc
 
 
+@lru_cache(maxsize=65_536)
 def normalise_phone(value: str, region: str) -> str:
     try:
         number = phonenumbers.parse(value, region)

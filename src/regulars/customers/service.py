@@ -5,7 +5,7 @@ The work lives in sub-modules by concern: `ingest` (the set-based ingestion engi
 (GDPR export and erasure).
 """
 
-from regulars.customers.ingest import ingest
+from regulars.customers.ingest import PreparedBatch, ingest, prepare, store
 from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
 from regulars.customers.reads import (
@@ -19,6 +19,7 @@ from regulars.customers.reads import (
 )
 
 __all__ = [
+    "PreparedBatch",
     "change_consents",
     "erase",
     "export",
@@ -29,8 +30,10 @@ __all__ = [
     "list_customers",
     "list_events",
     "merge",
+    "prepare",
     "resolve_id",
     "set_consents",
+    "store",
     "update_profile",
     "update_traits",
 ]

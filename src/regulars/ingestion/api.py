@@ -1,9 +1,9 @@
 """The Segment HTTP Tracking API: POST /v1/{identify,track,page,screen,group,alias,batch}.
 
 A request is read here (size caps, gzip, JSON, write key) and handed, as plain message dicts, to
-`customers.service.ingest`, which validates, resolves identities and stores each message. The
-database work runs in the thread pool, one `session_scope()` per request, retried as a whole when
-a concurrent request wins a race on a unique identity.
+`customers.service.prepare` (validation, no database) and `store` (identities, events, facts).
+The work runs in the thread pool, one `session_scope()` per request, retried as a whole when a
+concurrent request wins a race on a unique identity.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from regulars.config import get_settings
 from regulars.customers.models import EventType
 from regulars.customers.schemas import IngestResult, Rejection
-from regulars.customers.service import ingest
+from regulars.customers.service import PreparedBatch, prepare, store
 from regulars.db import get_database, session_scope
 from regulars.errors import PayloadTooLarge, RegularsError, Unauthorized
 from regulars.identity.models import Source
@@ -229,7 +229,7 @@ def single_message(body: Mapping[str, object], kind: EventType) -> dict[str, obj
 # ---- storing -----------------------------------------------------------------------------------
 
 
-def store(items: list[object], *, write_key: str) -> IngestResult:
+def store_items(items: list[object], *, write_key: str) -> IngestResult:
     """Ingest the object items in one transaction; other items are rejected here, by index."""
     positions = [index for index, item in enumerate(items) if isinstance(item, dict)]
     messages = [item for item in items if isinstance(item, dict)]
@@ -249,16 +249,21 @@ def _kind(value: object) -> str:
 
 
 def _ingest_with_retries(messages: list[dict[str, object]], *, write_key: str) -> IngestResult:
+    batch = prepare(messages, received_at=clock.now())  # validation needs no lock
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with _write_slot(), session_scope() as session:
-                source = authenticate(session, write_key)
-                return ingest(session, messages, source=source.id, received_at=clock.now())
+            return _store(batch, write_key=write_key)
         except (IntegrityError, OperationalError) as exc:
             if not _retryable(exc):
                 raise
             log.info("ingest lost a race (attempt %d of %d): %s", attempt, ATTEMPTS, exc.orig)
     raise RegularsError("the database is busy: retry the request", code="unavailable", status=503)
+
+
+def _store(batch: PreparedBatch, *, write_key: str) -> IngestResult:
+    with _write_slot(), session_scope() as session:
+        source = authenticate(session, write_key)
+        return store(session, batch, source=source.id)
 
 
 def _retryable(exc: IntegrityError | OperationalError) -> bool:
@@ -281,7 +286,7 @@ def handle_batch(call: Call) -> JSONBody:
     body = decode_body(call, limit=get_settings().max_batch_bytes)
     write_key = write_key_of(call.authorization, body)
     items = batch_messages(body)
-    result = store(items, write_key=write_key)
+    result = store_items(items, write_key=write_key)
     return JSONBody(_success_body(result, total=len(items)))
 
 
@@ -297,7 +302,7 @@ def _success_body(result: IngestResult, *, total: int) -> SuccessBody:
 def handle_single(call: Call, kind: EventType) -> JSONBody:
     body = decode_body(call, limit=get_settings().max_event_bytes)
     write_key = write_key_of(call.authorization, body)
-    result = store([single_message(body, kind)], write_key=write_key)
+    result = store_items([single_message(body, kind)], write_key=write_key)
     if result.rejected:
         rejection = result.rejected[0]
         raise invalid_body(rejection.reason, code=rejection.code)
