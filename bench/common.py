@@ -61,11 +61,21 @@ class Server:
         return http.client.HTTPConnection(self.host, self.port, timeout=60)
 
     def peak_rss_mb(self) -> float:
-        """VmHWM: the most resident memory the server process ever had."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc status")
+        """VmHWM, the most resident memory a process ever had, of the largest server process
+        (the only one, or each of uvicorn's workers)."""
+        return max(_peak_rss_mb(pid) for pid in [self.pid, *_children(self.pid)])
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc status")
 
 
 def free_port() -> int:
@@ -78,8 +88,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[Server]:
-    """`uvicorn regulars.app:create_app` in one process on loopback, against `database_url`."""
+def running_server(database_url: str, *, workers: int = 1) -> Iterator[Server]:
+    """`uvicorn regulars.app:create_app` on loopback against `database_url`, with `workers`
+    server processes (as `regulars serve --workers` runs it)."""
     port = free_port()
     env = {
         **os.environ,
@@ -89,7 +100,7 @@ def running_server(database_url: str) -> Iterator[Server]:
     }
     command = [sys.executable, "-m", "uvicorn", "regulars.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    command += ["--no-access-log"]
+    command += ["--no-access-log", "--workers", str(workers)]
     process = subprocess.Popen(command, env=env)
     try:
         server = Server("127.0.0.1", port, process.pid)

@@ -193,13 +193,13 @@ def _stored_events() -> int:
         return session.scalar(select(func.count()).select_from(Event)) or 0
 
 
-def bench_database(db: str, *, total: int, pg_url: str) -> None:
+def bench_database(db: str, *, total: int, pg_url: str, workers: int) -> None:
     global _current
     url = fresh_database(db, pg_url=pg_url)
     _current = Database(url)
     set_database(_current)
     write_key, api_key = _keys()
-    with running_server(url) as server:
+    with running_server(url, workers=workers) as server:
         rate = run_clients(server, write_key, total)
         rss = server.peak_rss_mb()
         latencies = timeline_latencies_ms(server, api_key)
@@ -207,7 +207,8 @@ def bench_database(db: str, *, total: int, pg_url: str) -> None:
     if stored != total:
         raise RuntimeError(f"{stored} events stored of {total} sent")
     raw = raw_rate(min(total, RAW_ROWS_MAX))
-    figure(BENCH, "events_per_s", db, rate, "events/s", ratio=round(rate / raw, 3))
+    ratio = round(rate / raw, 3)
+    figure(BENCH, "events_per_s", db, rate, "events/s", ratio=ratio, server_workers=workers)
     figure(BENCH, "raw_insert_rows_per_s", db, raw, "rows/s")
     figure(BENCH, "server_peak_rss", db, rss, "MB")
     cuts = statistics.quantiles(latencies, n=100)
@@ -222,10 +223,11 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--events", type=int, default=None, help="override the event count")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn)")
     args = parser.parse_args()
     total = args.events or (QUICK_EVENTS if args.quick else FULL_EVENTS)
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
-        bench_database(db, total=total, pg_url=args.pg_url)
+        bench_database(db, total=total, pg_url=args.pg_url, workers=args.workers)
 
 
 if __name__ == "__main__":

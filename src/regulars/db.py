@@ -75,6 +75,8 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
+        cursor.execute("PRAGMA cache_size=-32768")  # 32 MB of page cache per connection
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
