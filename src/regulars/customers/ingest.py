@@ -69,7 +69,7 @@ def store(session: Session, batch: PreparedBatch, *, source: str) -> IngestResul
     fresh, received_at = batch.messages, batch.received_at
     if not fresh:
         return result
-    resolver = _Batch(session, received_at=received_at)
+    resolver = _IdentityResolver(session, received_at=received_at)
     resolver.preload(fresh)
     owners = [resolver.resolve(message) for message in fresh]
     resolver.flush_new_profiles()
@@ -148,7 +148,7 @@ def _event_row(
     }
 
 
-class _Batch:
+class _IdentityResolver:
     """Identity resolution for one batch, in memory, in message order.
 
     New profiles are written in one go at the end; a merge (rare) flushes them first and then
@@ -311,7 +311,9 @@ def _apply_facts(session: Session, stored: list[tuple[Message, str]]) -> None:
     deltas: dict[str, Facts] = {}
     counts: dict[tuple[str, str], tuple[int, datetime]] = {}
     for message, owner in stored:
-        delta = deltas.get(owner) or deltas.setdefault(owner, Facts())
+        delta = deltas.get(owner)
+        if delta is None:
+            delta = deltas[owner] = Facts()
         delta.observe(message.type, message.name, message.properties, message.timestamp)
         if message.type is EventType.TRACK and message.name in tracked:
             count, last_at = counts.get((owner, message.name), (0, message.timestamp))
