@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -227,10 +228,28 @@ def _execute_raw(
         with driver.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(sql, arrays)
             return cursor.fetchall() if returning else []
-    convert = [_sqlite_converter(table.c[name].type) for name in order]
-    params = [tuple(c(row[name]) for c, name in zip(convert, order, strict=True)) for row in rows]
-    driver.executemany(sql, params)  # type: ignore[union-attr]
+    driver.executemany(sql, _sqlite_params(table, order, rows))  # type: ignore[union-attr]
     return []
+
+
+def _sqlite_params(
+    table: Table, order: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> list[list[Any]]:
+    """Rows as parameter lists in statement order; only times and JSON need converting."""
+    values_of = operator.itemgetter(*order)
+    conversions = [
+        (position, convert)
+        for position, name in enumerate(order)
+        if (convert := _sqlite_converter(table.c[name].type)) is not None
+    ]
+    params = []
+    for row in rows:
+        values = list(values_of(row)) if len(order) > 1 else [values_of(row)]
+        for position, convert in conversions:
+            if values[position] is not None:
+                values[position] = convert(values[position])
+        params.append(values)
+    return params
 
 
 def _compile(
@@ -258,17 +277,17 @@ def _pg_column(table: Table, name: str, rows: Sequence[Mapping[str, Any]]) -> li
     return [row[name] for row in rows]
 
 
-def _sqlite_converter(column_type: Any) -> Callable[[Any], Any]:
-    """Values as SQLAlchemy itself stores them on SQLite (a test reads them back through it)."""
+def _sqlite_converter(column_type: Any) -> Callable[[Any], Any] | None:
+    """How SQLAlchemy itself stores a non-NULL value on SQLite (tests read it back through it);
+    None where the value goes as it is."""
     if isinstance(column_type, UTCDateTime):
         return _sqlite_time
     if isinstance(column_type, JSON):
-        return lambda value: None if value is None else _json_dumps(value)
-    return lambda value: value
+        return _json_dumps
+    return None
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    naive = value.astimezone(UTC).replace(tzinfo=None)
-    return naive.isoformat(sep=" ", timespec="microseconds")
+def _sqlite_time(value: datetime) -> str:
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
