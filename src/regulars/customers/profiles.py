@@ -12,6 +12,7 @@ from regulars.config import get_settings
 from regulars.customers import repository, rules
 from regulars.customers.models import Consent, Customer
 from regulars.customers.rules import (
+    PROFILE_FIELD_NAMES,
     PROFILE_STATE_FIELDS,
     ConsentChangeIn,
     MessageInvalid,
@@ -129,9 +130,6 @@ def _merge_consents(session: Session, merged_id: str, *, into: str) -> None:
     session.flush()
 
 
-_PROFILE_FIELDS = ("email", "phone", "first_name", "last_name", "locale", "timezone")
-
-
 def _merge_profile(survivor: Customer, merged: Customer, *, external_id: str | None) -> None:
     """The profile written last supplies its values; the other fills what is missing."""
     epoch = survivor.created_at.min.replace(tzinfo=survivor.created_at.tzinfo)
@@ -139,7 +137,7 @@ def _merge_profile(survivor: Customer, merged: Customer, *, external_id: str | N
     survivor.traits = merge_traits(
         survivor.traits, merged.traits, incoming_is_newer=merged_is_newer
     )
-    for name in _PROFILE_FIELDS:
+    for name in PROFILE_FIELD_NAMES:
         theirs = getattr(merged, name)
         if theirs is not None and (merged_is_newer or getattr(survivor, name) is None):
             setattr(survivor, name, theirs)

@@ -45,6 +45,9 @@ class ConsentChangeIn:
     status: ConsentStatus
 
 
+PROFILE_FIELD_NAMES = ("email", "phone", "first_name", "last_name", "locale", "timezone")
+
+
 @dataclass(slots=True)
 class ProfileFields:
     """Built-in profile fields carried by identify traits (None: not given)."""
@@ -57,7 +60,7 @@ class ProfileFields:
     timezone: str | None = None
 
     def given(self) -> dict[str, str]:
-        return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
+        return {k: v for k in PROFILE_FIELD_NAMES if (v := getattr(self, k)) is not None}
 
 
 @dataclass(slots=True)
@@ -351,17 +354,11 @@ def order_amount_cents(properties: Mapping[str, Any]) -> int:
 
 
 @dataclass(slots=True)
-class ProfileState:
-    """What identify calls write on a profile."""
+class ProfileState(ProfileFields):
+    """What identify calls write on a profile: the built-in fields, the traits, and when."""
 
-    traits: dict[str, Any]
-    traits_updated_at: datetime | None
-    email: str | None = None
-    phone: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    locale: str | None = None
-    timezone: str | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+    traits_updated_at: datetime | None = None
 
 
 PROFILE_STATE_FIELDS = tuple(ProfileState.__dataclass_fields__)
