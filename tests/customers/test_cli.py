@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from regulars.customers.cli import app
@@ -120,30 +119,3 @@ def test_the_regulars_command_shows_a_customer_and_reports_errors(
     )
     assert missing.returncode == 1
     assert "error:" in missing.stderr and "nobody" in missing.stderr
-
-
-def _command_paths(command: object, prefix: str) -> list[str]:
-    """Leaf command paths of a (Typer-built) click command tree."""
-    commands: dict[str, object] | None = getattr(command, "commands", None)
-    if commands is None:
-        return [prefix]
-    return [
-        path
-        for name, sub in sorted(commands.items())
-        for path in _command_paths(sub, f"{prefix} {name}")
-    ]
-
-
-def test_every_command_is_documented_in_docs_cli() -> None:
-    from regulars import cli
-
-    cli._mount()
-    paths = _command_paths(typer.main.get_command(cli.app), "regulars")
-    assert "regulars customers show" in paths and "regulars apikeys revoke" in paths
-    headings = {
-        line.removeprefix("## ").strip()
-        for line in (ROOT / "docs" / "cli.md").read_text().splitlines()
-        if line.startswith("## ")
-    }
-    assert sorted(set(paths) - headings) == []
-    assert sorted(headings - set(paths)) == []
