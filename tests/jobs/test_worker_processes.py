@@ -95,13 +95,14 @@ def test_a_killed_workers_job_is_run_by_another_worker_after_its_lease(
     database = effects_table
     with database.session() as session:
         job_id = service.enqueue(session, "tests.record", {"n": 7})
-    lease = {"REGULARS_JOB_LEASE_SECONDS": "5"}
+    lease = {"REGULARS_JOB_LEASE_SECONDS": "60"}
     stuck = spawn("stuck", REGULARS_TEST_BLOCK_JOBS="1", **lease)
     wait_for(lambda: stuck.owns(_job(database, job_id)), "the first worker's claim", stuck)
     assert stuck.stop(signal.SIGKILL) == -signal.SIGKILL
     assert _job(database, job_id).status == JobStatus.RUNNING
 
-    rescuer = spawn("rescuer", **lease)
+    # The rescuer lives two minutes ahead: the lease has run out for it, with no waiting.
+    rescuer = spawn("rescuer", REGULARS_TEST_CLOCK_AHEAD_SECONDS="120", **lease)
     wait_for(lambda: _job(database, job_id).status == JobStatus.DONE, "the rerun", rescuer)
     job = _job(database, job_id)
     assert rescuer.owns(job)

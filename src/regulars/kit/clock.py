@@ -18,6 +18,16 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class ShiftedClock:
+    """The system clock moved by a fixed offset: a process that lives in the future."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 class FrozenClock:
     """A clock that stands still until moved; thread-safe so the worker thread can read it."""
 
