@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from regulars import __version__
 from regulars.config import get_settings
@@ -28,6 +29,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegularsError)
     async def _regulars_error(_request: Request, exc: RegularsError) -> JSONBody:
         return JSONBody(exc.to_body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONBody:
+        """Starlette's own answers (unknown path, wrong method) in the one error shape."""
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        error = RegularsError(
+            str(exc.detail), code=codes.get(exc.status_code, "http_error"), status=exc.status_code
+        )
+        return JSONBody(error.to_body(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONBody:
