@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///regulars.db"
     host: str = "127.0.0.1"
     port: int = 8000
+    web_workers: int = Field(default=1, ge=1, le=64)
     default_phone_region: str = "US"
     tracked_events: list[str] = Field(default_factory=lambda: list(DEFAULT_TRACKED_EVENTS))
     embedded_worker: bool | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import operator
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -110,8 +112,43 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     )
 
 
+class SQLiteWriterQueue:
+    """SQLite lets one writer in at a time, and its busy handler makes the others sleep and
+    retry. Writers queue here instead: threads on a lock, processes (several `serve` workers,
+    a `worker`) on an flock of `<database file>.lock`, and each wakes as soon as its turn comes.
+    Re-entrant within a thread."""
+
+    def __init__(self, database_path: str | None) -> None:
+        self._lock_path = f"{database_path}.lock" if database_path else None
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._thread_lock:
+            outermost = self._depth == 0
+            self._depth += 1
+            try:
+                if outermost:
+                    self._lock_file(fcntl.LOCK_EX)
+                yield
+            finally:
+                self._depth -= 1
+                if outermost:
+                    self._lock_file(fcntl.LOCK_UN)
+
+    def _lock_file(self, operation: int) -> None:
+        if self._lock_path is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, operation)
+
+
 class Database:
-    """A writer engine and, on SQLite, a reader engine whose transactions don't lock."""
+    """A writer engine and, on SQLite, a reader engine whose transactions don't lock, and a
+    queue that lets SQLite writers in one at a time."""
 
     def __init__(self, url: str) -> None:
         self.url = _normalise_url(url)
@@ -119,6 +156,8 @@ class Database:
         self.reader = make_engine(self.url, readonly=True) if self.is_sqlite else self.writer
         self._write_sessions = sessionmaker(self.writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.reader, expire_on_commit=False)
+        path = make_url(self.url).database if self.is_sqlite else None
+        self._writers = SQLiteWriterQueue(path if path not in (None, "", ":memory:") else None)
 
     @property
     def is_sqlite(self) -> bool:
@@ -126,6 +165,15 @@ class Database:
 
     @contextmanager
     def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        if readonly or not self.is_sqlite:
+            with self._session(readonly=readonly) as session:
+                yield session
+            return
+        with self._writers.turn(), self._session(readonly=False) as session:
+            yield session
+
+    @contextmanager
+    def _session(self, *, readonly: bool) -> Iterator[Session]:
         factory = self._read_sessions if readonly else self._write_sessions
         session = factory()
         try:

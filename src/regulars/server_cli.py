@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import threading
 from functools import partial
@@ -46,6 +47,9 @@ def serve(
         "--with-worker/--without-worker",
         help="Run the background worker in this process (default: yes on SQLite, no otherwise).",
     ),
+    workers: int | None = typer.Option(
+        None, min=1, max=64, help="Server processes (default: REGULARS_WEB_WORKERS)."
+    ),
 ) -> None:
     """Serve the API, ingestion endpoints and pages (and, embedded, the background worker)."""
     import uvicorn
@@ -54,18 +58,35 @@ def serve(
 
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
-    embedded = settings.runs_embedded_worker if with_worker is None else with_worker
+    workers = workers or settings.web_workers
+    embedded = _embedded_worker(with_worker, workers=workers)
     console.print(f"[bold]regulars[/bold] on [link]http://{host}:{port}/[/link]")
     console.print(f"  API docs    http://{host}:{port}/api/docs")
     console.print(f"  database    {_shown_url(settings.database_url)}")
     console.print("  worker      " + ("embedded" if embedded else "run `regulars worker`"))
+    if workers > 1:
+        console.print(f"  processes   {workers}")
+        os.environ["REGULARS_EMBEDDED_WORKER"] = "false"  # read by each server process
+        app: object = "regulars.app:create_app"
+    else:
+        app = partial(create_app, with_worker=with_worker)
     uvicorn.run(
-        partial(create_app, with_worker=with_worker),
+        app,  # type: ignore[arg-type]
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         log_level=settings.log_level.lower(),
     )
+
+
+def _embedded_worker(with_worker: bool | None, *, workers: int) -> bool:
+    """Several server processes never each run a worker: `regulars worker` runs beside them."""
+    if workers == 1:
+        return get_settings().runs_embedded_worker if with_worker is None else with_worker
+    if with_worker:
+        raise ValidationFailed("--with-worker needs --workers 1; run `regulars worker` beside")
+    return False
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

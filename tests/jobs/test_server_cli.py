@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -64,3 +65,26 @@ def test_serve_says_where_to_go_and_passes_the_worker_choice(
     assert isinstance(factory, partial)
     assert factory.keywords == {"with_worker": False}
     assert (options["factory"], options["host"], options["port"]) == (True, "127.0.0.1", 8123)
+
+
+def test_serve_with_several_processes_runs_no_embedded_worker(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setenv("REGULARS_EMBEDDED_WORKER", "true")  # restored after the test
+    result = runner.invoke(_app_of(serve, worker), ["serve", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "run `regulars worker`" in result.output
+    [(app, options)] = calls
+    assert app == "regulars.app:create_app"
+    assert (options["factory"], options["workers"]) == (True, 2)
+    assert os.environ["REGULARS_EMBEDDED_WORKER"] == "false"
+
+
+def test_serve_refuses_an_embedded_worker_in_several_processes(sqlite_url: str) -> None:
+    result = runner.invoke(_app_of(serve, worker), ["serve", "--workers", "2", "--with-worker"])
+    assert isinstance(result.exception, ValidationFailed)
+    assert "--workers 1" in str(result.exception)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import zlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import NotRequired, TypedDict
 
@@ -28,7 +26,7 @@ from regulars.config import get_settings
 from regulars.customers.models import EventType
 from regulars.customers.schemas import IngestResult, Rejection
 from regulars.customers.service import PreparedBatch, prepare, store
-from regulars.db import get_database, session_scope
+from regulars.db import session_scope
 from regulars.errors import PayloadTooLarge, RegularsError, Unauthorized
 from regulars.identity.models import Source
 from regulars.identity.service import get_source_by_write_key
@@ -63,7 +61,6 @@ GZIP_SLACK_BYTES = 1024  # a gzip body of incompressible data is a little larger
 
 # SQLite has one writer at a time: queue writers on a lock here instead of in SQLite's busy
 # handler, which sleeps in steps of up to 100 ms.
-_sqlite_writer = threading.Lock()
 
 
 class RejectionBody(TypedDict):
@@ -261,7 +258,7 @@ def _ingest_with_retries(messages: list[dict[str, object]], *, write_key: str) -
 
 
 def _store(batch: PreparedBatch, *, write_key: str) -> IngestResult:
-    with _write_slot(), session_scope() as session:
+    with session_scope() as session:
         source = authenticate(session, write_key)
         return store(session, batch, source=source.id)
 
@@ -271,12 +268,6 @@ def _retryable(exc: IntegrityError | OperationalError) -> bool:
         return True  # a concurrent request created the same identity or group first
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return sqlstate in RETRYABLE_SQLSTATES or "database is locked" in str(exc.orig)
-
-
-@contextmanager
-def _write_slot() -> Iterator[None]:
-    with _sqlite_writer if get_database().is_sqlite else nullcontext():
-        yield
 
 
 # ---- endpoints ---------------------------------------------------------------------------------
