@@ -61,9 +61,9 @@ class Server:
         return http.client.HTTPConnection(self.host, self.port, timeout=60)
 
     def peak_rss_mb(self) -> float:
-        """VmHWM, the most resident memory a process ever had, of the largest server process
-        (the only one, or each of uvicorn's workers)."""
-        return max(_peak_rss_mb(pid) for pid in [self.pid, *_children(self.pid)])
+        """VmHWM, the most resident memory a process ever had, summed over the server's
+        processes (the only one, or uvicorn's supervisor and each of its workers)."""
+        return sum(_peak_rss_mb(pid) for pid in [self.pid, *_children(self.pid)])
 
 
 def _children(pid: int) -> list[int]:
