@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from regulars import __version__
 from regulars.config import get_settings
+from regulars.db import SQLiteCheckpointer, get_database
 from regulars.errors import RegularsError
 from regulars.kit.responses import JSONBody
 
@@ -65,6 +66,8 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
         from regulars.worker import EmbeddedWorker
 
         embedded = EmbeddedWorker() if run_worker else None
+        checkpointer = SQLiteCheckpointer(get_database())
+        checkpointer.start()
         if embedded is not None:
             embedded.start()
         try:
@@ -72,6 +75,7 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
         finally:
             if embedded is not None:
                 embedded.stop()
+            checkpointer.stop()
 
     app = FastAPI(
         title="regulars",
