@@ -8,7 +8,6 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from regulars.cli import main
 from regulars.customers.importer import (
     FileFormat,
     ImportKind,
@@ -20,6 +19,7 @@ from regulars.customers.importer import (
 from regulars.customers.models import Consent, Customer, CustomerFacts, Event
 from regulars.db import Database, session_scope
 from regulars.identity import service as identity
+from tests.cli import run_cli
 
 GOOD = {
     "type": "track",
@@ -32,16 +32,6 @@ GOOD = {
 
 def _line(message: object) -> str:
     return orjson.dumps(message).decode()
-
-
-def _run(*args: str, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Run the real entry point; its exit code (a command that returns exits 0)."""
-    monkeypatch.setattr("sys.argv", ["regulars", *args])
-    try:
-        main()
-    except SystemExit as exit_info:
-        return exit_info.code if isinstance(exit_info.code, int) else 0
-    return 0
 
 
 def _count(model: type[Event] | type[Customer]) -> int:
@@ -73,7 +63,7 @@ def events_jsonl(tmp_path: Path) -> Path:
 def test_jsonl_keeps_good_lines_and_reports_bad_ones_by_line(
     database: Database, events_jsonl: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code = _run("import", "events", str(events_jsonl), monkeypatch=monkeypatch)
+    code = run_cli(["import", "events", str(events_jsonl)], monkeypatch)
 
     assert code == 1
     rejects = _rejects(events_jsonl.with_name("events.jsonl.rejects.jsonl"))
@@ -118,7 +108,7 @@ def test_a_clean_file_exits_0_and_leaves_no_rejects_file(
     stale = tmp_path / "clean.ndjson.rejects.jsonl"
     stale.write_text("{}\n")
 
-    assert _run("import", "events", str(path), monkeypatch=monkeypatch) == 0
+    assert run_cli(["import", "events", str(path)], monkeypatch) == 0
     assert not stale.exists()
     assert _count(Event) == 1
 
@@ -129,7 +119,7 @@ def test_rejects_path_and_source_can_be_chosen(
     rejects = tmp_path / "bad.jsonl"
     args = ["import", "events", str(events_jsonl), "--rejects", str(rejects), "--source", "shop"]
 
-    assert _run(*args, monkeypatch=monkeypatch) == 1
+    assert run_cli(args, monkeypatch) == 1
     assert len(_rejects(rejects)) == 4
     assert not events_jsonl.with_name("events.jsonl.rejects.jsonl").exists()
     with session_scope(readonly=True) as session:
@@ -198,7 +188,7 @@ def test_csv_customers_become_profiles_with_traits_and_consents(
         "c3,cy@example.com,,Cy,,Mars/Olympus,,free,\n"
     )
 
-    code = _run("import", "customers", str(path), monkeypatch=monkeypatch)
+    code = run_cli(["import", "customers", str(path)], monkeypatch)
 
     assert code == 1
     rejects = _rejects(tmp_path / "customers.csv.rejects.jsonl")
@@ -222,9 +212,9 @@ def test_unknown_format_and_unknown_columns_exit_2(
     columns = tmp_path / "odd.csv"
     columns.write_text("type,userId,colour\ntrack,u1,red\n")
 
-    assert _run("import", "events", str(data), monkeypatch=monkeypatch) == 2
-    assert _run("import", "events", str(columns), monkeypatch=monkeypatch) == 2
-    assert _run("import", "events", str(data), "--format", "csv", monkeypatch=monkeypatch) == 2
+    assert run_cli(["import", "events", str(data)], monkeypatch) == 2
+    assert run_cli(["import", "events", str(columns)], monkeypatch) == 2
+    assert run_cli(["import", "events", str(data), "--format", "csv"], monkeypatch) == 2
     assert _count(Event) == 0
 
 

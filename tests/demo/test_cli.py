@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from regulars.cli import main
 from regulars.db import Database, session_scope
 from regulars.identity import service as identity
-
-
-def _run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr("sys.argv", ["regulars", *args])
-    try:
-        main()
-    except SystemExit as exit_info:
-        return exit_info.code if isinstance(exit_info.code, int) else 0
-    return 0
+from tests.cli import run_cli
 
 
 def test_demo_prints_summary_and_a_working_key_last(
     database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = _run(["demo", "--seed", "5", "--customers", "20", "--months", "1"], monkeypatch)
+    code = run_cli(["demo", "--seed", "5", "--customers", "20", "--months", "1"], monkeypatch)
 
     out = capsys.readouterr().out.splitlines()
     assert code == 0
@@ -36,23 +27,23 @@ def test_demo_refuses_a_loaded_database_unless_forced(
     database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["demo", "--seed", "5", "--customers", "5", "--months", "1"]
-    assert _run(args, monkeypatch) == 0
+    assert run_cli(args, monkeypatch) == 0
     capsys.readouterr()
 
-    assert _run(args, monkeypatch) == 1
+    assert run_cli(args, monkeypatch) == 1
     assert "--force" in capsys.readouterr().err
-    assert _run([*args, "--force"], monkeypatch) == 0
+    assert run_cli([*args, "--force"], monkeypatch) == 0
 
 
 def test_demo_if_empty_loads_once_then_leaves_the_database_alone(
     database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["demo", "--seed", "5", "--customers", "5", "--months", "1", "--if-empty"]
-    assert _run(args, monkeypatch) == 0
+    assert run_cli(args, monkeypatch) == 0
     first = capsys.readouterr()
     assert "Admin API key" in first.out
 
-    assert _run(args, monkeypatch) == 0
+    assert run_cli(args, monkeypatch) == 0
     second = capsys.readouterr()
     assert "Admin API key" not in second.out
     assert "not loaded again" in second.err
