@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -273,3 +275,25 @@ def test_the_embedded_worker_runs_jobs_in_a_thread_and_stops(
         embedded.stop()
     assert not embedded.is_running
     assert _job(database, job_id).status == JobStatus.DONE
+
+
+if os.environ.get("REGULARS_TEST_DATABASE_URL"):  # exists only where PostgreSQL does
+    # On SQLite a running job's transaction holds the write lock that every claim needs.
+    @pytest.mark.parametrize("backend", ["postgresql"])
+    def test_a_job_running_past_its_lease_is_not_claimed_while_its_worker_lives(
+        database: Database, registry: Registry, frozen: FrozenClock
+    ) -> None:
+        claimed_meanwhile: list[list[int]] = []
+
+        def _long(session: Session, payload: Mapping[str, object]) -> None:
+            frozen.advance(LEASE * 3)  # the job runs three leases long
+            claimed_meanwhile.append(Worker(registry=registry, worker_id="other").claim())
+            record(session, {"n": 1})
+
+        registry.task("tests.long")(_long)
+        job_id = _enqueue("tests.long", {})
+        assert Worker(registry=registry, worker_id="busy").run_once() == 1
+        assert claimed_meanwhile == [[]]
+        job = _job(database, job_id)
+        assert (job.status, job.locked_by, job.attempts) == (JobStatus.DONE, "busy", 1)
+        assert recorded(database) == [(1, "in-process")]

@@ -64,10 +64,17 @@ def get_id_by_idempotency_key(session: Session, key: str) -> int | None:
 
 
 def get_claimed(session: Session, job_id: int, *, worker_id: str) -> Job | None:
-    """The job if it is still running under this worker's lease, else None (lease lost)."""
+    """The job if it is still running under this worker's lease, else None (lease lost).
+
+    On PostgreSQL the row stays locked until the job's transaction ends, so a job that runs
+    past its lease is skipped by other workers' claims (SKIP LOCKED) for as long as its worker
+    lives; a dead worker's lock goes with its connection. On SQLite the job's transaction
+    holds the write lock, which every claim needs, so the same holds there."""
     statement = select(Job).where(
         Job.id == job_id, Job.status == JobStatus.RUNNING, Job.locked_by == worker_id
     )
+    if _is_postgresql(session):
+        statement = statement.with_for_update()
     return session.scalars(statement).one_or_none()
 
 
