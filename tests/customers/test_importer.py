@@ -247,3 +247,19 @@ def test_event_and_customer_rows_map_to_segment_messages() -> None:
                      "properties": {"path": "/"}}  # fmt: skip
     traits = {"email": "a@b.co", "address": {"city": "Paris"}, "vip": True}
     assert customer == {"type": "identify", "userId": "c1", "traits": traits}
+
+
+def test_every_reject_reaches_the_file_while_only_a_few_stay_in_memory(
+    database: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "mostly_bad.jsonl"
+    good = {"type": "track", "userId": "u1", "event": "Seen", "messageId": "ok"}
+    lines = [orjson.dumps(good)] + [b'{"type": "track"}'] * 25  # no identity, no event
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    summary = import_file(path, kind=ImportKind.EVENTS, chunk_size=7)
+
+    assert (summary.imported, summary.rejected, len(summary.rejects)) == (1, 25, 10)
+    written = _rejects(tmp_path / "mostly_bad.jsonl.rejects.jsonl")
+    assert [r["line"] for r in written] == list(range(2, 27))
+    assert summary.rejects_path == tmp_path / "mostly_bad.jsonl.rejects.jsonl"

@@ -24,7 +24,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from regulars.customers.service import ingest
 from regulars.db import session_scope
@@ -71,12 +70,37 @@ class ImportSummary:
     rows: int = 0
     imported: int = 0
     duplicates: int = 0
-    rejects: list[Row] = field(default_factory=list)
+    rejected: int = 0
+    rejects: list[Row] = field(default_factory=list)  # the first SHOWN_REJECTS; the file has all
     rejects_path: Path | None = None
 
-    @property
-    def rejected(self) -> int:
-        return len(self.rejects)
+
+class RejectsFile:
+    """Rejected rows streamed to a JSONL file as they come (an import of any size keeps only a
+    few in memory). The file is created at the first reject; a clean run removes the one an
+    earlier run left."""
+
+    def __init__(self, path: Path, summary: ImportSummary) -> None:
+        self.path = path
+        self.summary = summary
+        self._out: IO[bytes] | None = None
+
+    def write(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            if self._out is None:
+                self._out = self.path.open("wb")
+            record = {"line": row.line, "code": row.code, "reason": row.reason, "row": row.raw}
+            self._out.write(orjson.dumps(record) + b"\n")
+            self.summary.rejected += 1
+            if len(self.summary.rejects) < SHOWN_REJECTS:
+                self.summary.rejects.append(row)
+
+    def close(self) -> None:
+        if self._out is None:
+            self.path.unlink(missing_ok=True)
+            return
+        self._out.close()
+        self.summary.rejects_path = self.path
 
 
 # --- reading: file rows to Segment messages (pure) -------------------------------------------
@@ -228,21 +252,19 @@ def import_file(
     """Import `path` chunk by chunk, committing each; `on_progress` gets the bytes read so far."""
     file_format = detect_format(path, file_format)
     with session_scope() as session:
-        source_id = source_id_of(session, source)
+        source_id = identity.get_or_create_source(session, source).id
     summary = ImportSummary()
-    with path.open("rb") as stream:
-        rows = read_rows(stream, kind=kind, file_format=file_format)
-        for chunk in _chunks(rows, chunk_size):
-            _import_chunk(chunk, source_id=source_id, summary=summary)
-            if on_progress is not None:
-                on_progress(stream.tell())
-    summary.rejects_path = _write_rejects(summary.rejects, rejects_path or default_rejects(path))
+    rejects = RejectsFile(rejects_path or default_rejects(path), summary)
+    try:
+        with path.open("rb") as stream:
+            rows = read_rows(stream, kind=kind, file_format=file_format)
+            for chunk in _chunks(rows, chunk_size):
+                _import_chunk(chunk, source_id=source_id, summary=summary, rejects=rejects)
+                if on_progress is not None:
+                    on_progress(stream.tell())
+    finally:
+        rejects.close()
     return summary
-
-
-def source_id_of(session: Session, name: str) -> str:
-    """The id of the source named `name`, created when missing (its events are keyed on it)."""
-    return identity.get_or_create_source(session, name).id
 
 
 def default_rejects(path: Path) -> Path:
@@ -255,7 +277,9 @@ def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield chunk
 
 
-def _import_chunk(chunk: list[Row], *, source_id: str, summary: ImportSummary) -> None:
+def _import_chunk(
+    chunk: list[Row], *, source_id: str, summary: ImportSummary, rejects: RejectsFile
+) -> None:
     good = [row for row in chunk if row.message is not None]
     bad = [row for row in chunk if row.message is None]
     messages = [row.message for row in good if row.message is not None]
@@ -275,19 +299,7 @@ def _import_chunk(chunk: list[Row], *, source_id: str, summary: ImportSummary) -
     summary.rows += len(chunk)
     summary.imported += result.accepted
     summary.duplicates += result.duplicates
-    summary.rejects.extend(sorted(bad, key=lambda row: row.line))
-
-
-def _write_rejects(rejects: list[Row], path: Path) -> Path | None:
-    """Write the rejects file; a run without rejects removes the one an earlier run left."""
-    if not rejects:
-        path.unlink(missing_ok=True)
-        return None
-    with path.open("wb") as out:
-        for row in rejects:
-            record = {"line": row.line, "code": row.code, "reason": row.reason, "row": row.raw}
-            out.write(orjson.dumps(record) + b"\n")
-    return path
+    rejects.write(sorted(bad, key=lambda row: row.line))
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def merge(session: Session, merged_id: str, *, into: str, reason: str, at: datet
                 "count": c.count,
                 "last_at": c.last_at,
             }
-            for c in repository.event_counts_of(session, merged_id)
+            for c in repository.event_counts_for(session, [merged_id])
         ],
     )
     _merge_consents(session, merged_id, into=into)
@@ -102,7 +102,7 @@ def merge(session: Session, merged_id: str, *, into: str, reason: str, at: datet
     repository.record_merge(session, merged_id=merged_id, survivor_id=into, reason=reason, at=at)
     session.flush()
     external_id = merged.external_id
-    repository.delete_customer(session, merged_id)
+    repository.erase_rows(session, merged_id)  # what is left: its facts, counts, consents
     session.expunge(merged)
     _merge_profile(survivor, merged, external_id=external_id)
     session.flush()

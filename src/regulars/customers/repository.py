@@ -301,14 +301,6 @@ def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> Non
     bulk_write(session, table, ordered, shape="event-counts-add", finish=finish)
 
 
-def event_counts_of(session: Session, customer_id: str) -> list[CustomerEventCount]:
-    return list(
-        session.scalars(
-            select(CustomerEventCount).where(CustomerEventCount.customer_id == customer_id)
-        )
-    )
-
-
 # --- consents ---
 
 
@@ -368,13 +360,6 @@ def record_merge(
     session.add(
         CustomerMerge(merged_id=merged_id, survivor_id=survivor_id, reason=reason, merged_at=at)
     )
-
-
-def delete_customer(session: Session, customer_id: str) -> None:
-    """Delete a profile; foreign keys cascade to every row that still points at it."""
-    for model in (CustomerEventCount, CustomerFacts, Consent, GroupMembership):
-        session.execute(delete(model).where(model.customer_id == customer_id))
-    session.execute(delete(Customer).where(Customer.id == customer_id))
 
 
 def identities_of(session: Session, customer_ids: Collection[str]) -> list[Identity]:

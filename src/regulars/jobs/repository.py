@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -213,8 +213,3 @@ def delete_finished_before(session: Session, *, before: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result)
-
-
-def count_by_status(session: Session) -> dict[JobStatus, int]:
-    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
-    return {JobStatus(status): count for status, count in rows}
