@@ -89,7 +89,8 @@ def parse_message(
 ) -> Message:
     """Validate one Segment-spec message and normalise it; raise MessageInvalid saying why."""
     if not isinstance(raw, Mapping):
-        raise MessageInvalid("invalid_message", "each message must be a JSON object")
+        given = "null" if raw is None else type(raw).__name__
+        raise MessageInvalid("invalid_message", f"a message must be a JSON object, not {given}")
     _check_size(raw, max_bytes)
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:

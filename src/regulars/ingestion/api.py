@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from regulars.config import get_settings
 from regulars.customers.models import EventType
-from regulars.customers.schemas import IngestResult, Rejection
+from regulars.customers.schemas import IngestResult
 from regulars.customers.service import PreparedBatch, prepare, store
 from regulars.db import session_scope
 from regulars.errors import PayloadTooLarge, RegularsError, Unauthorized
@@ -58,9 +58,6 @@ ATTEMPTS = 4
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 MAX_WRITE_KEY_CHARS = 64
 GZIP_SLACK_BYTES = 1024  # a gzip body of incompressible data is a little larger than its content
-
-# SQLite has one writer at a time: queue writers on a lock here instead of in SQLite's busy
-# handler, which sleeps in steps of up to 100 ms.
 
 
 class RejectionBody(TypedDict):
@@ -227,26 +224,8 @@ def single_message(body: Mapping[str, object], kind: EventType) -> dict[str, obj
 
 
 def store_items(items: list[object], *, write_key: str) -> IngestResult:
-    """Ingest the object items in one transaction; other items are rejected here, by index."""
-    positions = [index for index, item in enumerate(items) if isinstance(item, dict)]
-    messages = [item for item in items if isinstance(item, dict)]
-    result = _ingest_with_retries(messages, write_key=write_key)
-    rejected = [Rejection(positions[r.index], r.code, r.reason) for r in result.rejected]
-    rejected += [
-        Rejection(index, "invalid_message", f"a message must be a JSON object, not {_kind(item)}")
-        for index, item in enumerate(items)
-        if not isinstance(item, dict)
-    ]
-    rejected.sort(key=lambda rejection: rejection.index)
-    return IngestResult(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _ingest_with_retries(messages: list[dict[str, object]], *, write_key: str) -> IngestResult:
-    batch = prepare(messages, received_at=clock.now())  # validation needs no lock
+    """Validate and store the items in one transaction; `prepare` rejects bad ones by index."""
+    batch = prepare(items, received_at=clock.now())  # validation needs no lock
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return _store(batch, write_key=write_key)
