@@ -276,6 +276,7 @@ def test_partial_batch_stores_valid_items_and_lists_the_rejected(
     assert body["accepted"] == 2
     assert [r["index"] for r in body["rejected"]] == [1, 2, 4]
     assert all(r["code"] and r["reason"] for r in body["rejected"])
+    assert body["rejected"][1]["reason"] == "a message must be a JSON object, not str"
     assert sorted(event.message_id for event in all_events()) == ["m0", "m3"]
 
 
