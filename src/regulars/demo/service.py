@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from itertools import islice
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from regulars.customers import service as customers_service
+from regulars.customers.rules import order_amount_cents
 from regulars.customers.schemas import CustomerQuery
 from regulars.demo.generator import Message, generate
 from regulars.errors import Conflict
@@ -40,7 +40,7 @@ class DemoSummary:
             self.customers = len(self._users)
         if message["type"] == "track" and message.get("event") == "Order Completed":
             self.orders += 1
-            self.revenue_cents += int(Decimal(str(message["properties"]["revenue"])) * 100)
+            self.revenue_cents += order_amount_cents(message["properties"])
 
 
 def load(
