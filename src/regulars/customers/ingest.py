@@ -7,7 +7,7 @@ It flushes; the boundary commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
-from regulars.customers import repository
+from regulars.customers import changes, repository
+from regulars.customers.changes import CustomerChange
 from regulars.customers.models import EventType, Group, IdentityKind
 from regulars.customers.profiles import merge, set_consents
 from regulars.customers.repository import IdentityKey
@@ -88,7 +89,27 @@ def store(session: Session, batch: PreparedBatch, *, source: str) -> IngestResul
     _apply_profiles(session, stored, source=source)
     _apply_groups(session, stored)
     _apply_facts(session, stored)
+    changes.publish(session, _changes_of(stored, merged=resolver.merged_into.values()))
     return result
+
+
+def _changes_of(
+    stored: list[tuple[Message, str]], *, merged: Iterable[str]
+) -> dict[str, CustomerChange]:
+    """What the batch changed per customer; every stored event moves facts (last seen)."""
+    found: dict[str, CustomerChange] = {}
+    for message, owner in stored:
+        change = found.setdefault(owner, CustomerChange(facts=True))
+        if message.name:
+            change.event_names.add(message.name)
+        if message.type is EventType.IDENTIFY:
+            change.profile = True
+            change.consents |= bool(message.consents)
+        elif message.type is EventType.GROUP:
+            change.groups = True
+    for survivor in merged:
+        found.setdefault(survivor, CustomerChange()).everything = True
+    return found
 
 
 def _parse_all(

@@ -53,7 +53,7 @@ class Customer(Base):
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
     locale: Mapped[str | None] = mapped_column(String(35))
-    timezone: Mapped[str | None] = mapped_column(String(64))
+    timezone: Mapped[str | None] = mapped_column(String(64), index=True)
     traits: Mapped[dict[str, Any]]
     # When the newest profile data was written: on merges, the newer profile's values win.
     traits_updated_at: Mapped[datetime | None]
@@ -98,6 +98,11 @@ class CustomerFacts(Base):
     last_order_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
+    # RFM scores, 1 (low) to 5 (high), quintiles among customers with an order; refreshed
+    # on a schedule (customers.refresh_rfm), empty for customers who never ordered.
+    rfm_recency: Mapped[int | None]
+    rfm_frequency: Mapped[int | None]
+    rfm_monetary: Mapped[int | None]
 
 
 class CustomerEventCount(Base):
@@ -118,6 +123,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source", "message_id", name="uq_events_source_message_id"),
         Index("ix_events_customer_timestamp", "customer_id", "timestamp", "id"),
+        # Segments: who performed NAME (in a window), set-based or for a few customers.
+        Index("ix_events_name_customer_timestamp", "name", "customer_id", "timestamp"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)

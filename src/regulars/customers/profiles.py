@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
-from regulars.customers import repository, rules
+from regulars.customers import changes, repository, rules
 from regulars.customers.models import Consent, Customer
 from regulars.customers.rules import (
     PROFILE_FIELD_NAMES,
@@ -101,6 +101,7 @@ def merge(session: Session, merged_id: str, *, into: str, reason: str, at: datet
     repository.move_rows(session, merged_id=merged_id, survivor_id=into)
     repository.record_merge(session, merged_id=merged_id, survivor_id=into, reason=reason, at=at)
     session.flush()
+    changes.publish_merge(session, merged_id, into)
     external_id = merged.external_id
     repository.erase_rows(session, merged_id)  # what is left: its facts, counts, consents
     session.expunge(merged)
@@ -176,4 +177,5 @@ def update_traits(
     if consents:
         set_consents(session, customer_id, consents, source="api", at=at)
     session.flush()
+    changes.publish(session, changes.one([customer_id], profile=True, consents=bool(consents)))
     return customer

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from regulars.customers import changes as customer_changes
 from regulars.customers import repository
 from regulars.customers.models import (
     Consent,
@@ -216,6 +217,7 @@ def change_consents(
         source=source,
     )
     session.flush()
+    customer_changes.publish(session, customer_changes.one([customer.id], consents=True))
     return list_consents(session, customer.id)
 
 
@@ -231,6 +233,7 @@ def update_profile(
     customer.updated_at = at
     customer.traits_updated_at = at
     session.flush()
+    customer_changes.publish(session, customer_changes.one([customer.id], profile=True))
     if changes.traits is not None:
         customer = update_traits(session, customer.id, changes.traits, at=at)
     return customer_reads(session, [customer])[0]

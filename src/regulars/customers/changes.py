@@ -1,0 +1,68 @@
+"""What changed about which customers in this transaction, told to whoever listens.
+
+Segments keep their memberships live this way: the customers domain cannot know about
+segments (imports point down), so a listener registers itself here and is called, in the
+same transaction, after each write that can change what a rule reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class CustomerChange:
+    """What changed for one customer. `everything` after a merge: re-read it all."""
+
+    event_names: set[str] = field(default_factory=set)
+    profile: bool = False
+    facts: bool = False
+    consents: bool = False
+    groups: bool = False
+    everything: bool = False
+
+
+ChangeListener = Callable[[Session, Mapping[str, CustomerChange]], None]
+MergeListener = Callable[[Session, str, str], None]
+
+_change_listeners: list[ChangeListener] = []
+_merge_listeners: list[MergeListener] = []
+
+
+def on_change(listener: ChangeListener) -> ChangeListener:
+    """Call `listener(session, changes)` after every write that changes customers."""
+    if listener not in _change_listeners:
+        _change_listeners.append(listener)
+    return listener
+
+
+def on_merge(listener: MergeListener) -> MergeListener:
+    """Call `listener(session, merged_id, survivor_id)` before a merged profile is removed,
+    so rows that belong to it elsewhere can move to the survivor."""
+    if listener not in _merge_listeners:
+        _merge_listeners.append(listener)
+    return listener
+
+
+def publish(session: Session, changes: Mapping[str, CustomerChange]) -> None:
+    if changes:
+        for listener in _change_listeners:
+            listener(session, changes)
+
+
+def publish_merge(session: Session, merged_id: str, survivor_id: str) -> None:
+    for listener in _merge_listeners:
+        listener(session, merged_id, survivor_id)
+
+
+def one(
+    customer_ids: Iterable[str], *, profile: bool = False, consents: bool = False
+) -> dict[str, CustomerChange]:
+    """The same profile or consent change for each customer given."""
+    return {
+        customer_id: CustomerChange(profile=profile, consents=consents)
+        for customer_id in customer_ids
+    }
