@@ -57,6 +57,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(*, with_worker: bool | None = None) -> FastAPI:
     from regulars.customers.api import router as customers_router
     from regulars.ingestion.api import router as ingestion_router
+    from regulars.segments.api import router as segments_router
 
     settings = get_settings()
     run_worker = settings.runs_embedded_worker if with_worker is None else with_worker
@@ -88,6 +89,7 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(ingestion_router)
     app.include_router(customers_router)
+    app.include_router(segments_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

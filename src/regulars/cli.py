@@ -32,6 +32,7 @@ def _mount() -> None:
     from regulars.customers.cli import import_app
     from regulars.demo.cli import demo
     from regulars.identity.cli import apikeys_app, sources_app
+    from regulars.segments.cli import app as segments_app
     from regulars.server_cli import db_app, serve, worker
 
     app.command("serve")(serve)
@@ -42,6 +43,7 @@ def _mount() -> None:
     app.add_typer(apikeys_app, name="apikeys")
     app.add_typer(import_app, name="import")
     app.add_typer(customers_app, name="customers")
+    app.add_typer(segments_app, name="segments")
 
 
 def main() -> None:

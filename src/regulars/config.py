@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TRACKED_EVENTS = (
@@ -33,6 +33,24 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=32 * 1024, ge=1024)
     max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
     log_level: str = "INFO"
+    # Lifecycle stages (segments/builtin.py) and RFM scores (customers/rfm.py).
+    lifecycle_new_days: int = Field(default=30, ge=1, le=3650)
+    lifecycle_active_days: int = Field(default=90, ge=1, le=3650)
+    lifecycle_at_risk_days: int = Field(default=180, ge=2, le=3650)
+    lifecycle_loyal_orders: int = Field(default=3, ge=2, le=10_000)
+    rfm_refresh_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
+    @model_validator(mode="after")
+    def _lifecycle_in_order(self) -> Settings:
+        """New fits inside active, and at risk starts where active ends: the stages partition
+        every customer who ordered (docs/segments-builtin.md)."""
+        if not self.lifecycle_new_days <= self.lifecycle_active_days < self.lifecycle_at_risk_days:
+            raise ValueError(
+                "lifecycle days must satisfy new_days <= active_days < at_risk_days, got "
+                f"{self.lifecycle_new_days}, {self.lifecycle_active_days}, "
+                f"{self.lifecycle_at_risk_days}"
+            )
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -26,10 +26,10 @@ class CustomerChange:
 
 
 ChangeListener = Callable[[Session, Mapping[str, CustomerChange]], None]
-MergeListener = Callable[[Session, str, str], None]
+RemovalListener = Callable[[Session, str, "str | None"], None]
 
 _change_listeners: list[ChangeListener] = []
-_merge_listeners: list[MergeListener] = []
+_removal_listeners: list[RemovalListener] = []
 
 
 def on_change(listener: ChangeListener) -> ChangeListener:
@@ -39,11 +39,12 @@ def on_change(listener: ChangeListener) -> ChangeListener:
     return listener
 
 
-def on_merge(listener: MergeListener) -> MergeListener:
-    """Call `listener(session, merged_id, survivor_id)` before a merged profile is removed,
-    so rows that belong to it elsewhere can move to the survivor."""
-    if listener not in _merge_listeners:
-        _merge_listeners.append(listener)
+def on_removal(listener: RemovalListener) -> RemovalListener:
+    """Call `listener(session, customer_id, survivor_id)` before a profile is removed: merged
+    into the survivor, or erased (survivor None). Rows that hang on it elsewhere can move or
+    go, and what counts them stays right."""
+    if listener not in _removal_listeners:
+        _removal_listeners.append(listener)
     return listener
 
 
@@ -53,9 +54,9 @@ def publish(session: Session, changes: Mapping[str, CustomerChange]) -> None:
             listener(session, changes)
 
 
-def publish_merge(session: Session, merged_id: str, survivor_id: str) -> None:
-    for listener in _merge_listeners:
-        listener(session, merged_id, survivor_id)
+def publish_removal(session: Session, customer_id: str, survivor_id: str | None) -> None:
+    for listener in _removal_listeners:
+        listener(session, customer_id, survivor_id)
 
 
 def one(

@@ -89,14 +89,16 @@ def store(session: Session, batch: PreparedBatch, *, source: str) -> IngestResul
     _apply_profiles(session, stored, source=source)
     _apply_groups(session, stored)
     _apply_facts(session, stored)
-    changes.publish(session, _changes_of(stored, merged=resolver.merged_into.values()))
+    fresh_or_merged = {resolver.final(c) for c in (*resolver.created, *resolver.merged_into)}
+    changes.publish(session, _changes_of(stored, everything=fresh_or_merged))
     return result
 
 
 def _changes_of(
-    stored: list[tuple[Message, str]], *, merged: Iterable[str]
+    stored: list[tuple[Message, str]], *, everything: Iterable[str]
 ) -> dict[str, CustomerChange]:
-    """What the batch changed per customer; every stored event moves facts (last seen)."""
+    """What the batch changed per customer; every stored event moves facts (last seen). A new
+    profile, or a merge survivor, is new to every rule: "everything" changed."""
     found: dict[str, CustomerChange] = {}
     for message, owner in stored:
         change = found.setdefault(owner, CustomerChange(facts=True))
@@ -107,8 +109,8 @@ def _changes_of(
             change.consents |= bool(message.consents)
         elif message.type is EventType.GROUP:
             change.groups = True
-    for survivor in merged:
-        found.setdefault(survivor, CustomerChange()).everything = True
+    for customer_id in everything:
+        found.setdefault(customer_id, CustomerChange()).everything = True
     return found
 
 
@@ -184,6 +186,7 @@ class _IdentityResolver:
         self.merged_into: dict[str, str] = {}
         self.new_profiles: dict[str, dict[str, Any]] = {}
         self.new_identities: list[dict[str, Any]] = []
+        self.created: set[str] = set()  # every profile this batch created
 
     def resolve(self, message: Message) -> str:
         user = (IdentityKind.USER_ID, message.user_id) if message.user_id else None
@@ -264,6 +267,7 @@ class _IdentityResolver:
         return customer_id
 
     def flush_new_profiles(self) -> None:
+        self.created.update(self.new_profiles)
         repository.add_customers(self.session, list(self.new_profiles.values()))
         repository.add_identities(
             self.session,

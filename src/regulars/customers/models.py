@@ -99,7 +99,7 @@ class CustomerFacts(Base):
     first_seen_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
     # RFM scores, 1 (low) to 5 (high), quintiles among customers with an order; refreshed
-    # on a schedule (customers.refresh_rfm), empty for customers who never ordered.
+    # on a schedule (segments.refresh_rfm), empty for customers who never ordered.
     rfm_recency: Mapped[int | None]
     rfm_frequency: Mapped[int | None]
     rfm_monetary: Mapped[int | None]

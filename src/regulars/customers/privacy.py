@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from regulars.customers import repository
+from regulars.customers import changes, repository
 from regulars.customers.models import CustomerEventCount, Erasure, Identity
 from regulars.customers.reads import customer_reads, event_read, live
 from regulars.customers.schemas import (
@@ -74,6 +74,7 @@ def erase(
         return None
     erased_id = customer.id
     session.expunge(customer)
+    changes.publish_removal(session, erased_id, None)
     counts = repository.erase_rows(session, erased_id)
     audit = Erasure(
         customer_id=erased_id, requested_by=requested_by, rows_deleted=counts, erased_at=at

@@ -101,7 +101,7 @@ def merge(session: Session, merged_id: str, *, into: str, reason: str, at: datet
     repository.move_rows(session, merged_id=merged_id, survivor_id=into)
     repository.record_merge(session, merged_id=merged_id, survivor_id=into, reason=reason, at=at)
     session.flush()
-    changes.publish_merge(session, merged_id, into)
+    changes.publish_removal(session, merged_id, into)
     external_id = merged.external_id
     repository.erase_rows(session, merged_id)  # what is left: its facts, counts, consents
     session.expunge(merged)

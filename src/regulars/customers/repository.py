@@ -535,3 +535,66 @@ def erase_rows(session: Session, customer_id: str) -> dict[str, int]:
 def add_erasure(session: Session, erasure: Erasure) -> None:
     session.add(erasure)
     session.flush()
+
+
+# --- RFM scores ---
+
+RFM_SCORES = 5
+
+
+def _quintile(order: Any) -> Any:
+    """1 + floor(5 x customers ranked strictly below / customers ranked): equal values share
+    a rank, hence a score, and nothing depends on the customers' ids."""
+    return 1 + (func.rank().over(order_by=order) - 1) * RFM_SCORES // func.count().over()
+
+
+def update_rfm_scores(session: Session) -> int:
+    """Score every customer with an order and clear the scores of the others, in one
+    statement; answer how many rows changed (unchanged rows are not written).
+
+    On PostgreSQL the rows to change are locked in customer id order first, the order
+    ingestion locks facts in (`lock_facts`), so a refresh and a batch never deadlock."""
+    table = _table(CustomerFacts)
+    changed = _rfm_changes(table)
+    statement = (
+        update(table)
+        .where(table.c.customer_id == changed.c.customer_id)
+        .values(
+            rfm_recency=changed.c.recency,
+            rfm_frequency=changed.c.frequency,
+            rfm_monetary=changed.c.monetary,
+        )
+    )
+    return int(getattr(session.execute(statement), "rowcount", 0) or 0)
+
+
+def _rfm_changes(table: Table) -> Any:
+    """(customer_id, recency, frequency, monetary) of each customer whose stored scores
+    differ from the fresh ones (NULL for customers without orders), locked in id order.
+    Subqueries, not CTEs: sqlite3 only counts the rows of a statement that starts UPDATE."""
+    scored = table.alias("scored")
+    scores = (
+        select(
+            scored.c.customer_id,
+            _quintile(scored.c.last_order_at.asc().nulls_first()).label("recency"),
+            _quintile(scored.c.orders_count).label("frequency"),
+            _quintile(scored.c.revenue_total_cents).label("monetary"),
+        )
+        .where(scored.c.orders_count >= 1)
+        .subquery("scores")
+    )
+    facts = table.alias("facts")
+    return (
+        select(facts.c.customer_id, scores.c.recency, scores.c.frequency, scores.c.monetary)
+        .outerjoin(scores, scores.c.customer_id == facts.c.customer_id)
+        .where(
+            or_(
+                facts.c.rfm_recency.is_distinct_from(scores.c.recency),
+                facts.c.rfm_frequency.is_distinct_from(scores.c.frequency),
+                facts.c.rfm_monetary.is_distinct_from(scores.c.monetary),
+            )
+        )
+        .order_by(facts.c.customer_id)
+        .with_for_update(of=facts, key_share=True)
+        .subquery("changed")
+    )

@@ -5,6 +5,7 @@ The work lives in sub-modules by concern: `ingest` (the set-based ingestion engi
 (GDPR export and erasure).
 """
 
+from regulars.customers.changes import CustomerChange, on_change, on_removal
 from regulars.customers.ingest import PreparedBatch, ingest, prepare, store
 from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
@@ -17,9 +18,13 @@ from regulars.customers.reads import (
     list_events,
     update_profile,
 )
+from regulars.customers.rfm import refresh_rfm
+from regulars.customers.timeline import SystemEvent, record_system_events
 
 __all__ = [
+    "CustomerChange",
     "PreparedBatch",
+    "SystemEvent",
     "change_consents",
     "erase",
     "export",
@@ -30,7 +35,11 @@ __all__ = [
     "list_customers",
     "list_events",
     "merge",
+    "on_change",
+    "on_removal",
     "prepare",
+    "record_system_events",
+    "refresh_rfm",
     "resolve_id",
     "set_consents",
     "store",

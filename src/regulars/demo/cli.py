@@ -47,6 +47,7 @@ def demo(
     out.print(f"  events     {summary.events:>10,}  ({summary.duplicates:,} already there)")
     out.print(f"  orders     {summary.orders:>10,}")
     out.print(f"  revenue    {summary.revenue_cents / 100:>13,.2f} USD")
+    out.print(f"  segments   {len(summary.segments):>10,}  (regulars segments list)")
     if summary.rejected:
         out.print(f"  [red]rejected   {summary.rejected:>10,}[/red]")
     out.print("Admin API key (shown once):")

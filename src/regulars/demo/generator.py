@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import unicodedata
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -209,6 +210,7 @@ class _Person:
             "brewMethod": self.rng.choice(("filter", "espresso", "french press", "aeropress")),
             "consents": self._consents(has_phone=False),
         }
+        traits["city"] = _city(self.context["timezone"], traits["email"])
         if self.rng.random() < 0.7:
             traits["phone"] = _unique_phone(self.rng, self.market, taken)
             traits["consents"] = self._consents(has_phone=True)
@@ -332,6 +334,29 @@ def _order(cart: list[tuple[Product, int]]) -> dict[str, Any]:
         "currency": CURRENCY,
         "products": [_line(product, quantity) for product, quantity in cart],
     }
+
+
+CITIES = {
+    "America/New_York": ("New York", "Boston", "Philadelphia"),
+    "America/Chicago": ("Chicago", "Austin", "Minneapolis"),
+    "America/Denver": ("Denver", "Salt Lake City"),
+    "America/Los_Angeles": ("Los Angeles", "San Francisco", "Seattle", "Portland"),
+    "Europe/London": ("London", "Manchester", "Bristol", "Edinburgh"),
+    "Europe/Berlin": ("Berlin", "Hamburg", "Munich", "Cologne"),
+    "Europe/Paris": ("Paris", "Lyon", "Marseille"),
+    "Europe/Madrid": ("Madrid", "Barcelona", "Valencia"),
+    "America/Mexico_City": ("Mexico City", "Guadalajara", "Monterrey"),
+    "Asia/Tokyo": ("Tokyo", "Osaka", "Kyoto"),
+    "Australia/Sydney": ("Sydney", "Melbourne", "Brisbane"),
+    "Australia/Perth": ("Perth",),
+}
+
+
+def _city(timezone: str, email: str) -> str:
+    """A city in the customer's zone, picked from the email (not the random stream, so the
+    rest of the store stays the same for a seed)."""
+    cities = CITIES[timezone]
+    return cities[zlib.crc32(email.encode()) % len(cities)]
 
 
 def _iso(at: datetime) -> str:

@@ -17,6 +17,8 @@ from regulars.demo.generator import Message, generate
 from regulars.errors import Conflict
 from regulars.identity import service as identity
 from regulars.identity.models import ApiKeyScope, Source
+from regulars.segments import service as segments_service
+from regulars.segments.schemas import SegmentCreate
 
 SOURCE_NAME = "demo"
 CHUNK = 2000
@@ -32,6 +34,7 @@ class DemoSummary:
     revenue_cents: int = 0
     source: Source | None = None
     api_key: str | None = None
+    segments: dict[str, int] = field(default_factory=dict)
     _users: set[str] = field(default_factory=set)
 
     def count(self, message: Message) -> None:
@@ -68,7 +71,86 @@ def load(
         summary.events += result.accepted
         summary.duplicates += result.duplicates
         summary.rejected += len(result.rejected)
+    customers_service.refresh_rfm(session, now=now)
+    summary.segments = install_segments(session, now=now)
     return summary
+
+
+# A handful of segments a coffee store would make on its first day, beside the built-in ones.
+DEMO_SEGMENTS: tuple[dict[str, Any], ...] = (
+    {
+        "key": "cart-abandoners",
+        "name": "Cart abandoners",
+        "description": "Started a checkout in the last 30 days and did not order within 1 hour.",
+        "rule": {
+            "type": "absence",
+            "name": "Checkout Started",
+            "then_not": {"name": "Order Completed"},
+            "within": {"amount": 1, "unit": "hours"},
+            "window": {"last": {"amount": 30, "unit": "days"}},
+        },
+    },
+    {
+        "key": "vips-london",
+        "name": "VIPs in London",
+        "description": "Lives in London and has spent 150 or more.",
+        "rule": {
+            "type": "and",
+            "rules": [
+                {"type": "profile", "field": "traits.city", "op": "equals", "value": "London"},
+                {"type": "fact", "field": "revenue_total", "op": "gte", "value": 150},
+            ],
+        },
+    },
+    {
+        "key": "gear-buyers-lapsed",
+        "name": "Gear shoppers, no order in 60 days",
+        "description": "Added brewing gear to a cart, has ordered, but not in the last 60 days.",
+        "rule": {
+            "type": "and",
+            "rules": [
+                {
+                    "type": "event",
+                    "name": "Product Added",
+                    "where": [{"property": "category", "op": "equals", "value": "gear"}],
+                },
+                {"type": "fact", "field": "orders_count", "op": "gte", "value": 1},
+                {
+                    "type": "fact",
+                    "field": "last_order_at",
+                    "op": "not_within_last",
+                    "value": {"amount": 60, "unit": "days"},
+                },
+            ],
+        },
+    },
+    {
+        "key": "sms-reachable-espresso",
+        "name": "Espresso lovers we can text",
+        "description": "Favourite roast espresso, reachable by SMS.",
+        "rule": {
+            "type": "and",
+            "rules": [
+                {
+                    "type": "profile",
+                    "field": "traits.favouriteRoast",
+                    "op": "equals",
+                    "value": "espresso",
+                },
+                {"type": "reachable", "channel": "sms"},
+            ],
+        },
+    },
+)
+
+
+def install_segments(session: Session, *, now: datetime) -> dict[str, int]:
+    """The built-in and demo segments, computed; answers members per segment key."""
+    segments_service.ensure_builtins(session, now=now)
+    for definition in DEMO_SEGMENTS:
+        if segments_service.find(session, definition["key"]) is None:
+            segments_service.create(session, SegmentCreate(**definition))
+    return {r.key: r.members for r in segments_service.compute_all(session, now=now)}
 
 
 def has_customers(session: Session) -> bool:

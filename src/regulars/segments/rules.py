@@ -586,6 +586,14 @@ class RollingEdge:
     span: timedelta
 
 
+RFM_FACTS = ("rfm_recency", "rfm_frequency", "rfm_monetary")
+
+
+def reads_rfm(rule: Rule) -> bool:
+    """Does the rule read RFM scores (refreshed on a schedule, not on each event)?"""
+    return any(isinstance(n, FactCondition) and n.field in RFM_FACTS for n in walk(rule))
+
+
 def dependencies(rule: Rule) -> Dependencies:
     names: set[str] = set()
     segments: set[str] = set()

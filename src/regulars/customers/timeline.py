@@ -1,0 +1,48 @@
+"""Events the system writes on a customer's timeline (segment.entered, message.delivered...).
+
+They sit beside the customer's own events, so every reader sees one stream. They are not
+customer activity: facts (last seen, counts) stay as they were, and no change is published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import repository
+from regulars.customers.models import EventType
+
+SYSTEM_SOURCE = "regulars"
+
+
+@dataclass(frozen=True, slots=True)
+class SystemEvent:
+    customer_id: str
+    name: str
+    properties: dict[str, Any]
+    timestamp: datetime
+    key: str  # the message id: the same key is stored once
+
+
+def record_system_events(session: Session, events: Sequence[SystemEvent]) -> int:
+    """Store the events not stored before; answer how many were new."""
+    rows = [
+        {
+            "customer_id": event.customer_id,
+            "source": SYSTEM_SOURCE,
+            "message_id": event.key,
+            "type": EventType.SYSTEM.value,
+            "name": event.name,
+            "properties": event.properties,
+            "context": {},
+            "timestamp": event.timestamp,
+            "received_at": event.timestamp,
+            "sent_at": None,
+        }
+        for event in events
+    ]
+    return len(repository.insert_events(session, rows))

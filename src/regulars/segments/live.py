@@ -1,0 +1,176 @@
+"""Live membership: re-evaluate, for the customers a write changed, only the segments that
+read what changed; and a sweep that flips time-dependent memberships on time.
+
+The dependency index (which event names, fields, facts, consents, groups and segments each
+rule reads) is built from the definitions and cached per process; a cheap version query
+(count and newest update of the segments table) tells when another process changed them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import service as customers
+from regulars.kit import clock
+from regulars.segments import definitions, membership, repository
+from regulars.segments.models import Segment
+from regulars.segments.repository import compiler
+from regulars.segments.rules import Dependencies, TimeDependence, dependencies, parse_rule
+
+
+@dataclass(frozen=True)
+class _Entry:
+    segment_id: str
+    key: str
+    deps: Dependencies
+
+
+@dataclass(frozen=True)
+class SegmentIndex:
+    version: tuple[int, datetime | None]
+    entries: tuple[_Entry, ...]
+    dependents: Mapping[str, frozenset[str]]  # key -> keys of segments that refer to it
+
+    def woken_by(self, change: customers.CustomerChange) -> set[str]:
+        return {e.key for e in self.entries if _wakes(e.deps, change)}
+
+    def with_dependents(self, keys: set[str]) -> set[str]:
+        found, todo = set(keys), list(keys)
+        while todo:
+            for dependent in self.dependents.get(todo.pop(), frozenset()):
+                if dependent not in found:
+                    found.add(dependent)
+                    todo.append(dependent)
+        return found
+
+
+def _wakes(deps: Dependencies, change: customers.CustomerChange) -> bool:
+    return (
+        change.everything
+        or bool(deps.event_names & change.event_names)
+        or (deps.profile and change.profile)
+        or (deps.facts and change.facts)
+        or (deps.consents and change.consents)
+        or (deps.groups and change.groups)
+    )
+
+
+_cache: dict[str, SegmentIndex] = {}
+_cache_lock = threading.Lock()
+
+
+def index(session: Session) -> SegmentIndex:
+    version = repository.version(session)
+    cache_key = str(session.get_bind().engine.url)
+    cached = _cache.get(cache_key)
+    if cached is not None and cached.version == version:
+        return cached
+    built = _build(version, repository.all_segments(session))
+    with _cache_lock:
+        _cache[cache_key] = built
+    return built
+
+
+def _build(version: tuple[int, datetime | None], segments: list[Segment]) -> SegmentIndex:
+    entries = tuple(_Entry(s.id, s.key, dependencies(parse_rule(s.rule))) for s in segments)
+    dependents: dict[str, set[str]] = {}
+    for entry in entries:
+        for referred in entry.deps.segments:
+            dependents.setdefault(referred, set()).add(entry.key)
+    return SegmentIndex(
+        version, entries, {key: frozenset(keys) for key, keys in dependents.items()}
+    )
+
+
+def on_customers_changed(session: Session, changes: Mapping[str, customers.CustomerChange]) -> None:
+    """The change listener: same transaction as the write that changed the customers."""
+    segment_index = index(session)
+    if not segment_index.entries:
+        return
+    woken: set[str] = set()
+    customer_ids: list[str] = []
+    for customer_id, change in changes.items():
+        keys = segment_index.woken_by(change)
+        if keys:
+            woken |= keys
+            customer_ids.append(customer_id)
+    if woken:
+        _reevaluate_keys(session, segment_index.with_dependents(woken), customer_ids)
+
+
+def _reevaluate_keys(session: Session, keys: set[str], customer_ids: list[str]) -> None:
+    segments = [s for s in repository.all_segments(session) if s.key in keys]
+    membership.reevaluate(session, segments, customer_ids, now=clock.now())
+
+
+def on_customer_removed(session: Session, customer_id: str, survivor_id: str | None) -> None:
+    membership.remove_customer(session, customer_id, now=clock.now())
+    if survivor_id is not None:
+        repository.move_history(session, merged_id=customer_id, survivor_id=survivor_id)
+
+
+# --- the sweep ---
+
+
+def sweep(session: Session, *, now: datetime | None = None) -> dict[str, int]:
+    """Flip what time alone changed since the last sweep; answer changes per segment key.
+
+    Rolling windows ("in the last 30 days", "no order in 60 days", an absence's wait): the
+    customers whose stored time plus the window crossed now since the last sweep are found
+    through the indexes and re-evaluated. Calendar conditions (trait dates, local date
+    ranges): a full compute whenever a local date changed in some customer's zone."""
+    now = now or clock.now()
+    changed: dict[str, int] = {}
+    for segment in definitions.ensure_builtins(session, now=now):
+        changed[segment.key] = membership.compute(session, segment, now=now).entered
+    segment_index = index(session)
+    for segment in repository.all_segments(session):
+        deps = next(e.deps for e in segment_index.entries if e.segment_id == segment.id)
+        since = segment.swept_at or segment.computed_at
+        if deps.time is TimeDependence.NONE or since is None or since >= now:
+            continue
+        count = _sweep_one(session, segment, deps, since=since, now=now, idx=segment_index)
+        if count:
+            changed[segment.key] = changed.get(segment.key, 0) + count
+    repository.set_swept(session, [s.id for s in repository.all_segments(session)], now)
+    return changed
+
+
+def _sweep_one(
+    session: Session,
+    segment: Segment,
+    deps: Dependencies,
+    *,
+    since: datetime,
+    now: datetime,
+    idx: SegmentIndex,
+) -> int:
+    if deps.time is TimeDependence.CALENDAR and _local_date_changed(session, since, now):
+        result = membership.compute(session, segment, now=now)
+        return result.entered + result.exited
+    crossers: set[str] = set()
+    for edge in deps.rolling:
+        crossers |= compiler.edge_crossers(session, edge, since=since, until=now)
+    if not crossers:
+        return 0
+    keys = idx.with_dependents({segment.key})
+    segments = [s for s in repository.all_segments(session) if s.key in keys]
+    diffs = membership.reevaluate(session, segments, crossers, now=now)
+    return sum(len(d.entered) + len(d.exited) for d in diffs.values())
+
+
+def _local_date_changed(session: Session, since: datetime, now: datetime) -> bool:
+    """Did midnight pass in any customer's zone between the two moments?"""
+    if now - since >= timedelta(days=1):
+        return True
+    for zone_name in compiler.timezones(session):
+        zone = ZoneInfo(zone_name or "UTC")
+        if since.astimezone(zone).date() != now.astimezone(zone).date():
+            return True
+    return False

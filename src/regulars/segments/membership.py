@@ -1,0 +1,141 @@
+"""Who is in a segment: full compute, re-evaluation of a few customers, and the diff written
+as members, history rows and segment.entered / segment.exited events on the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import service as customers
+from regulars.kit import clock
+from regulars.kit.ids import new_id
+from regulars.segments import repository
+from regulars.segments.models import Segment
+from regulars.segments.repository import compiler
+from regulars.segments.rules import Rule, dependencies, parse_rule
+from regulars.segments.schemas import ComputeResult
+
+ENTERED = "segment.entered"
+EXITED = "segment.exited"
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    entered: list[str]
+    exited: list[str]
+
+
+def context(
+    session: Session, *, now: datetime, candidates: Sequence[str] | None = None
+) -> compiler.Context:
+    return compiler.Context(
+        now=now,
+        timezones=compiler.timezones(session, candidates),
+        segment_ids=repository.key_ids(session),
+        candidates=candidates,
+    )
+
+
+def compute(session: Session, segment: Segment, *, now: datetime | None = None) -> ComputeResult:
+    """Evaluate the rule for every customer (one statement) and write the difference."""
+    now = now or clock.now()
+    rule = parse_rule(segment.rule)
+    holds = set(compiler.member_ids(session, rule, context(session, now=now)))
+    current = repository.member_ids(session, segment.id)
+    diff = Diff(entered=sorted(holds - current), exited=sorted(current - holds))
+    write_diff(session, segment, diff, now=now)
+    repository.set_computed(session, segment.id, members=len(holds), at=now)
+    return ComputeResult(
+        key=segment.key,
+        members=len(holds),
+        entered=len(diff.entered),
+        exited=len(diff.exited),
+        computed_at=now,
+    )
+
+
+def reevaluate(
+    session: Session,
+    segments: Sequence[Segment],
+    customer_ids: Collection[str],
+    *,
+    now: datetime,
+) -> dict[str, Diff]:
+    """Re-evaluate the given segments for a few customers, those referred to by others first
+    (so "member of segment X" reads X's fresh membership); write and answer each diff."""
+    if not segments or not customer_ids:
+        return {}
+    candidates = sorted(customer_ids)
+    ctx = context(session, now=now, candidates=candidates)
+    diffs: dict[str, Diff] = {}
+    for level in levels(segments):
+        rules: dict[str, Rule] = {s.id: parse_rule(s.rule) for s in level}
+        holds = compiler.evaluate_for(session, rules, ctx)
+        current = repository.members_among(session, rules.keys(), candidates)
+        for segment in level:
+            now_in = holds.get(segment.id, set())
+            was_in = {c for s, c in current if s == segment.id}
+            diff = Diff(entered=sorted(now_in - was_in), exited=sorted(was_in - now_in))
+            if diff.entered or diff.exited:
+                write_diff(session, segment, diff, now=now)
+                repository.add_to_count(
+                    session, segment.id, len(diff.entered) - len(diff.exited), now
+                )
+                diffs[segment.id] = diff
+    return diffs
+
+
+def levels(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Segments in rounds: each round refers only to segments of earlier rounds (or to
+    segments not being re-evaluated). Definitions are acyclic, checked when saved."""
+    pending = {s.key: s for s in segments}
+    refers = {s.key: set(dependencies(parse_rule(s.rule)).segments) for s in segments}
+    levels: list[list[Segment]] = []
+    while pending:
+        ready = [s for key, s in pending.items() if not (refers[key] & pending.keys())]
+        if not ready:  # only a cycle stored before validation could do this
+            ready = list(pending.values())
+        levels.append(sorted(ready, key=lambda s: s.key))
+        for segment in ready:
+            pending.pop(segment.key)
+    return levels
+
+
+def write_diff(session: Session, segment: Segment, diff: Diff, *, now: datetime) -> None:
+    repository.add_members(session, segment.id, diff.entered, now)
+    repository.remove_members(session, segment.id, diff.exited, now)
+    customers.record_system_events(
+        session,
+        [
+            *_events(segment, diff.entered, name=ENTERED, now=now),
+            *_events(segment, diff.exited, name=EXITED, now=now),
+        ],
+    )
+
+
+def _events(
+    segment: Segment, customer_ids: Iterable[str], *, name: str, now: datetime
+) -> list[customers.SystemEvent]:
+    properties = {"segment_id": segment.id, "segment_key": segment.key, "segment": segment.name}
+    return [
+        customers.SystemEvent(
+            customer_id=customer_id,
+            name=name,
+            properties=properties,
+            timestamp=now,
+            key=f"{name}:{new_id()}",
+        )
+        for customer_id in customer_ids
+    ]
+
+
+def remove_customer(session: Session, customer_id: str, *, now: datetime) -> None:
+    """A profile is about to go (merged or erased): end its memberships so counts stay right.
+    No exit events: the timeline goes with the profile or moves to the survivor, who is
+    re-evaluated next."""
+    for segment_id in repository.segment_ids_of(session, customer_id):
+        repository.remove_members(session, segment_id, [customer_id], now)
+        repository.add_to_count(session, segment_id, -1, now)

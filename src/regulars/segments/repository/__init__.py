@@ -1,0 +1,264 @@
+"""Segment storage: definitions, current members, membership history, daily counts.
+
+The rule compiler (rule tree to SQL) lives beside it in `compiler.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, func, literal, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from regulars.customers.models import Customer
+from regulars.db import bulk_write
+from regulars.segments.models import Segment, SegmentCount, SegmentMember, SegmentMembershipSpan
+
+CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+# --- definitions ---
+
+
+def get(session: Session, segment_id: str) -> Segment | None:
+    return session.get(Segment, segment_id)
+
+
+def get_by_key(session: Session, key: str) -> Segment | None:
+    return session.scalars(select(Segment).where(Segment.key == key)).one_or_none()
+
+
+def add(session: Session, segment: Segment) -> None:
+    session.add(segment)
+    session.flush()
+
+
+def remove(session: Session, segment: Segment) -> None:
+    session.delete(segment)
+    session.flush()
+
+
+def list_segments(session: Session, *, after_key: str | None, limit: int) -> list[Segment]:
+    query = select(Segment).order_by(Segment.key).limit(limit)
+    if after_key is not None:
+        query = query.where(Segment.key > after_key)
+    return list(session.scalars(query))
+
+
+def all_segments(session: Session) -> list[Segment]:
+    return list(session.scalars(select(Segment).order_by(Segment.key)))
+
+
+def version(session: Session) -> tuple[int, datetime | None]:
+    """Changes whenever a segment is created, edited or deleted: the live index's cache key."""
+    count, latest = session.execute(select(func.count(), func.max(Segment.updated_at))).one()
+    return int(count), latest
+
+
+def key_ids(session: Session) -> dict[str, str]:
+    return {str(key): str(id_) for key, id_ in session.execute(select(Segment.key, Segment.id))}
+
+
+# --- members ---
+
+
+def member_ids(session: Session, segment_id: str) -> set[str]:
+    query = select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment_id)
+    return set(session.scalars(query.execution_options(yield_per=10_000)))
+
+
+def members_among(
+    session: Session, segment_ids: Collection[str], customer_ids: Collection[str]
+) -> set[tuple[str, str]]:
+    """(segment_id, customer_id) of the given customers' current memberships."""
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunks(sorted(customer_ids)):
+        query = select(SegmentMember.segment_id, SegmentMember.customer_id).where(
+            SegmentMember.segment_id.in_(list(segment_ids)),
+            SegmentMember.customer_id.in_(chunk),
+        )
+        found.update((s, c) for s, c in session.execute(query))
+    return found
+
+
+def add_members(
+    session: Session, segment_id: str, customer_ids: Sequence[str], at: datetime
+) -> None:
+    """New members and the opening row of their stay in the history."""
+    if not customer_ids:
+        return
+    bulk_write(
+        session,
+        _table(SegmentMember),
+        [{"segment_id": segment_id, "customer_id": c, "entered_at": at} for c in customer_ids],
+        shape="members",
+    )
+    bulk_write(
+        session,
+        _table(SegmentMembershipSpan),
+        [
+            {"segment_id": segment_id, "customer_id": c, "entered_at": at, "exited_at": None}
+            for c in customer_ids
+        ],
+        shape="history",
+    )
+
+
+def remove_members(
+    session: Session, segment_id: str, customer_ids: Sequence[str], at: datetime
+) -> None:
+    """Members who left, and the end of their stay in the history."""
+    for chunk in _chunks(list(customer_ids)):
+        session.execute(
+            delete(SegmentMember).where(
+                SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(chunk)
+            )
+        )
+        session.execute(
+            update(SegmentMembershipSpan)
+            .where(
+                SegmentMembershipSpan.segment_id == segment_id,
+                SegmentMembershipSpan.customer_id.in_(chunk),
+                SegmentMembershipSpan.exited_at.is_(None),
+            )
+            .values(exited_at=at)
+        )
+
+
+def add_to_count(session: Session, segment_id: str, delta: int, at: datetime) -> None:
+    session.execute(
+        update(Segment)
+        .where(Segment.id == segment_id)
+        .values(members_count=Segment.members_count + delta)
+    )
+    _record_day(session, segment_id, at)
+
+
+def set_computed(session: Session, segment_id: str, *, members: int, at: datetime) -> None:
+    session.execute(
+        update(Segment)
+        .where(Segment.id == segment_id)
+        .values(members_count=members, computed_at=at, swept_at=at)
+    )
+    _record_day(session, segment_id, at)
+
+
+def set_swept(session: Session, segment_ids: Iterable[str], at: datetime) -> None:
+    ids = list(segment_ids)
+    if ids:
+        session.execute(update(Segment).where(Segment.id.in_(ids)).values(swept_at=at))
+
+
+def _record_day(session: Session, segment_id: str, at: datetime) -> None:
+    """Keep today's count (UTC) in step with the segment's count, for trend lines."""
+    count = select(Segment.members_count).where(Segment.id == segment_id).scalar_subquery()
+    day = at.date().isoformat()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(SegmentCount).from_select(
+        ["segment_id", "day", "members_count"],
+        select(Segment.id, literal(day, SegmentCount.day.type), count).where(
+            Segment.id == segment_id
+        ),
+    )
+    excluded = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["segment_id", "day"], set_={"members_count": excluded.members_count}
+        )
+    )
+
+
+def counts(session: Session, segment_id: str, *, since_day: str) -> list[tuple[str, int]]:
+    query = (
+        select(SegmentCount.day, SegmentCount.members_count)
+        .where(SegmentCount.segment_id == segment_id, SegmentCount.day >= since_day)
+        .order_by(SegmentCount.day)
+    )
+    return [(day, int(n)) for day, n in session.execute(query)]
+
+
+def list_members(
+    session: Session, segment_id: str, *, after: str | None, limit: int
+) -> list[tuple[SegmentMember, Customer]]:
+    query = (
+        select(SegmentMember, Customer)
+        .join(Customer, Customer.id == SegmentMember.customer_id)
+        .where(SegmentMember.segment_id == segment_id)
+        .order_by(SegmentMember.customer_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(SegmentMember.customer_id > after)
+    return [(m, c) for m, c in session.execute(query).tuples()]
+
+
+def customers_by_id(session: Session, customer_ids: Sequence[str]) -> list[Customer]:
+    """The customers, in the order given (ids not found are left out)."""
+    if not customer_ids:
+        return []
+    found = {
+        c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(customer_ids)))
+    }
+    return [found[i] for i in customer_ids if i in found]
+
+
+def memberships_of(session: Session, customer_id: str) -> list[tuple[SegmentMember, Segment]]:
+    query = (
+        select(SegmentMember, Segment)
+        .join(Segment, Segment.id == SegmentMember.segment_id)
+        .where(SegmentMember.customer_id == customer_id)
+        .order_by(Segment.key)
+    )
+    return [(m, s) for m, s in session.execute(query).tuples()]
+
+
+def history_of(
+    session: Session, customer_id: str, *, before: tuple[datetime, int] | None, limit: int
+) -> list[tuple[SegmentMembershipSpan, Segment]]:
+    """Stays, newest first."""
+    query = (
+        select(SegmentMembershipSpan, Segment)
+        .join(Segment, Segment.id == SegmentMembershipSpan.segment_id)
+        .where(SegmentMembershipSpan.customer_id == customer_id)
+        .order_by(SegmentMembershipSpan.entered_at.desc(), SegmentMembershipSpan.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(
+            tuple_(SegmentMembershipSpan.entered_at, SegmentMembershipSpan.id)
+            < tuple_(before[0], before[1])
+        )
+    return [(h, s) for h, s in session.execute(query).tuples()]
+
+
+def move_history(session: Session, *, merged_id: str, survivor_id: str) -> None:
+    """A merged profile's past stays become the survivor's (call after its current
+    memberships were ended with remove_members)."""
+    session.execute(
+        update(SegmentMembershipSpan)
+        .where(
+            and_(
+                SegmentMembershipSpan.customer_id == merged_id,
+                SegmentMembershipSpan.exited_at.is_not(None),
+            )
+        )
+        .values(customer_id=survivor_id)
+    )
+
+
+def segment_ids_of(session: Session, customer_id: str) -> list[str]:
+    query = select(SegmentMember.segment_id).where(SegmentMember.customer_id == customer_id)
+    return list(session.scalars(query))

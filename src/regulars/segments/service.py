@@ -1,0 +1,263 @@
+"""The segments domain's public verbs: what API, CLI, tasks and other domains call.
+
+Work lives in sub-modules: `definitions` (create, edit, validate, built-ins), `membership`
+(compute and diffs), `live` (re-evaluation on change, the time sweep). Importing this module
+registers the live listener with the customers domain, so every process that can change a
+customer (server, worker, CLI) keeps memberships current in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import service as customers
+from regulars.errors import NotFound
+from regulars.jobs import service as jobs
+from regulars.kit import clock
+from regulars.kit.pagination import decode_cursor, encode_cursor
+from regulars.segments import definitions, live, membership, repository
+from regulars.segments.definitions import (
+    ensure_builtins,
+    find,
+    list_page,
+    require,
+    segment_read,
+    validated_rule,
+)
+from regulars.segments.live import sweep
+from regulars.segments.repository import compiler
+from regulars.segments.rules import Rule, parse_rule, reads_rfm, walk
+from regulars.segments.schemas import (
+    ComputeResult,
+    CustomerBrief,
+    Explanation,
+    MemberPage,
+    MemberRead,
+    MembershipList,
+    MembershipRead,
+    NodeExplanation,
+    Preview,
+    SegmentCreate,
+    SegmentRead,
+    SegmentUpdate,
+)
+from regulars.segments.words import describe
+
+customers.on_change(live.on_customers_changed)
+customers.on_removal(live.on_customer_removed)
+
+__all__ = [
+    "compute",
+    "compute_all",
+    "create",
+    "delete",
+    "ensure_builtins",
+    "explain",
+    "find",
+    "history_of",
+    "list_page",
+    "members",
+    "memberships_of",
+    "preview",
+    "queue_compute",
+    "reevaluate",
+    "refresh_rfm",
+    "require",
+    "segment_read",
+    "sweep",
+    "update",
+]
+
+
+def create(session: Session, data: SegmentCreate) -> SegmentRead:
+    """Save the segment; its members come with the first compute (task or `compute`)."""
+    return segment_read(definitions.create(session, data))
+
+
+def update(session: Session, key_or_id: str, data: SegmentUpdate) -> tuple[SegmentRead, bool]:
+    segment, rule_changed = definitions.update(session, key_or_id, data)
+    return segment_read(segment), rule_changed
+
+
+def delete(session: Session, key_or_id: str) -> None:
+    definitions.delete(session, key_or_id)
+
+
+def queue_compute(session: Session, key: str) -> None:
+    """Compute in the background, once per version of the rule."""
+    segment = require(session, key)
+    jobs.enqueue(
+        session,
+        "segments.compute",
+        {"segment": segment.key},
+        idempotency_key=f"segments.compute:{segment.id}:{segment.updated_at.isoformat()}",
+    )
+
+
+def compute(session: Session, key_or_id: str, *, now: datetime | None = None) -> ComputeResult:
+    return membership.compute(session, require(session, key_or_id), now=now)
+
+
+def compute_all(session: Session, *, now: datetime | None = None) -> list[ComputeResult]:
+    """Every segment, referred-to segments first."""
+    segments = repository.all_segments(session)
+    return [
+        membership.compute(session, segment, now=now)
+        for level in membership.levels(segments)
+        for segment in level
+    ]
+
+
+def refresh_rfm(session: Session, *, now: datetime | None = None) -> int:
+    """Refresh RFM scores, then fully compute every segment whose rule reads them."""
+    now = now or clock.now()
+    changed = customers.refresh_rfm(session, now=now)
+    readers = [s for s in repository.all_segments(session) if reads_rfm(parse_rule(s.rule))]
+    for level in membership.levels(readers):
+        for segment in level:
+            membership.compute(session, segment, now=now)
+    return changed
+
+
+def reevaluate(session: Session, changes: dict[str, customers.CustomerChange]) -> None:
+    """Re-evaluate what the changes could affect (what ingestion calls by itself)."""
+    live.on_customers_changed(session, changes)
+
+
+def preview(session: Session, rule_json: dict[str, Any], *, sample: int = 10) -> Preview:
+    """Count and a sample of who a rule holds for, without saving anything."""
+    rule = validated_rule(rule_json)
+    ctx = membership.context(session, now=clock.now())
+    count, ids = compiler.count_and_sample(session, rule, ctx, sample=sample)
+    return Preview(count=count, sample=_briefs(session, ids))
+
+
+def _briefs(session: Session, customer_ids: list[str]) -> list[CustomerBrief]:
+    briefs = []
+    for customer in repository.customers_by_id(session, customer_ids):
+        name = " ".join(p for p in (customer.first_name, customer.last_name) if p) or None
+        briefs.append(
+            CustomerBrief(
+                id=customer.id, external_id=customer.external_id, email=customer.email, name=name
+            )
+        )
+    return briefs
+
+
+def explain(
+    session: Session,
+    customer_id: str,
+    *,
+    key_or_id: str | None = None,
+    rule_json: dict[str, Any] | None = None,
+) -> Explanation:
+    """Every node's verdict for one customer, in words with what was measured, and the
+    stored membership beside it (for a saved segment)."""
+    customer_id = _live_customer(session, customer_id)
+    segment = require(session, key_or_id) if key_or_id is not None else None
+    raw = segment.rule if segment is not None else rule_json
+    rule: Rule = validated_rule(raw)
+    ctx = membership.context(session, now=clock.now(), candidates=[customer_id])
+    verdicts = compiler.explain(session, rule, customer_id, ctx)
+    nodes = [
+        NodeExplanation(
+            path=v.path,
+            type=v.type,
+            holds=v.holds,
+            measured=v.measured,
+            says=_says(node, v.measured),
+        )
+        for node, v in zip(walk(rule), verdicts, strict=True)
+    ]
+    member = None
+    if segment is not None:
+        member = bool(repository.members_among(session, [segment.id], [customer_id]))
+    return Explanation(
+        segment=segment.key if segment else None,
+        customer_id=customer_id,
+        holds=nodes[0].holds,
+        member=member,
+        nodes=nodes,
+    )
+
+
+def _says(node: Rule, measured: object) -> str:
+    words = describe(node)
+    return words if measured is None else f"{words} (found: {measured})"
+
+
+def _live_customer(session: Session, customer_id: str) -> str:
+    resolved = customers.resolve_id(session, customer_id)
+    if resolved is None:
+        raise NotFound(f"no customer with id {customer_id!r}", details={"id": customer_id})
+    return resolved
+
+
+def members(session: Session, key_or_id: str, *, cursor: str | None, limit: int) -> MemberPage:
+    segment = require(session, key_or_id)
+    after = decode_cursor(cursor, 1)[0] if cursor else None
+    rows = repository.list_members(session, segment.id, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return MemberPage(
+        items=[
+            MemberRead(
+                customer_id=c.id, external_id=c.external_id, email=c.email, entered_at=m.entered_at
+            )
+            for m, c in rows
+        ],
+        next_cursor=encode_cursor(rows[-1][1].id) if more else None,
+    )
+
+
+def all_members(session: Session, key_or_id: str) -> Iterator[MemberRead]:
+    """Every member, in pages, for a CSV export of any size."""
+    cursor: str | None = None
+    while True:
+        page = members(session, key_or_id, cursor=cursor, limit=1000)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def memberships_of(session: Session, customer_id: str) -> MembershipList:
+    customer_id = _live_customer(session, customer_id)
+    return MembershipList(
+        items=[
+            MembershipRead(segment_id=s.id, key=s.key, name=s.name, entered_at=m.entered_at)
+            for m, s in repository.memberships_of(session, customer_id)
+        ]
+    )
+
+
+def history_of(
+    session: Session, customer_id: str, *, cursor: str | None, limit: int
+) -> MembershipList:
+    """Every stay in every segment, newest first."""
+    customer_id = _live_customer(session, customer_id)
+    before = None
+    if cursor:
+        entered, span_id = decode_cursor(cursor, 2)
+        before = (datetime.fromisoformat(entered), int(span_id))
+    rows = repository.history_of(session, customer_id, before=before, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1][0] if rows else None
+    return MembershipList(
+        items=[
+            MembershipRead(
+                segment_id=s.id,
+                key=s.key,
+                name=s.name,
+                entered_at=h.entered_at,
+                exited_at=h.exited_at,
+            )
+            for h, s in rows
+        ],
+        next_cursor=encode_cursor(last.entered_at.isoformat(), last.id) if more and last else None,
+    )

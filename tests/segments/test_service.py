@@ -1,0 +1,332 @@
+"""Segments kept live on both databases: compute as a diff, re-evaluation on ingestion, the
+time sweep with a moved clock, history and timeline events, merges and erasures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from regulars.customers import service as customers
+from regulars.customers.models import Event
+from regulars.db import Database, session_scope
+from regulars.errors import Conflict, ValidationFailed
+from regulars.kit import clock
+from regulars.kit.clock import FrozenClock
+from regulars.segments import service
+from regulars.segments.models import Segment, SegmentMembershipSpan
+from regulars.segments.schemas import SegmentCreate, SegmentUpdate
+from tests.customers.helpers import ingest, owner_of
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+BUYERS = {"type": "event", "name": "Order Completed"}
+RECENT_BUYERS = {
+    "type": "event",
+    "name": "Order Completed",
+    "window": {"last": {"amount": 7, "unit": "days"}},
+}
+BERLIN = {"type": "profile", "field": "traits.city", "op": "equals", "value": "Berlin"}
+
+
+@pytest.fixture
+def moved_clock(database: Database) -> Iterator[FrozenClock]:
+    with clock.frozen(T0) as frozen:
+        yield frozen
+
+
+def save(key: str, rule: dict[str, Any]) -> None:
+    with session_scope() as session:
+        service.create(session, SegmentCreate(key=key, name=key.title(), rule=rule))
+        service.compute(session, key)
+
+
+def members(key: str) -> set[str]:
+    with session_scope(readonly=True) as session:
+        page = service.members(session, key, cursor=None, limit=200)
+    return {m.customer_id for m in page.items}
+
+
+def count_of(key: str) -> int:
+    with session_scope(readonly=True) as session:
+        segment = session.scalars(select(Segment).where(Segment.key == key)).one()
+        return segment.members_count
+
+
+def track(user: str, event: str, *, at: datetime, message_id: str, **props: Any) -> None:
+    result = ingest(
+        [
+            {
+                "type": "track",
+                "userId": user,
+                "event": event,
+                "properties": props,
+                "timestamp": at.isoformat(),
+                "messageId": message_id,
+            }
+        ]
+    )
+    assert result.accepted == 1, result.rejected
+
+
+def identify(user: str, *, at: datetime, **traits: Any) -> str:
+    result = ingest(
+        [
+            {
+                "type": "identify",
+                "userId": user,
+                "traits": traits,
+                "timestamp": at.isoformat(),
+                "messageId": f"identify-{user}-{at.isoformat()}-{sorted(traits.items())}",
+            }
+        ]
+    )
+    assert result.accepted == 1, result.rejected
+    owner = owner_of(user)
+    assert owner is not None
+    return owner
+
+
+def system_events(customer_id: str) -> list[tuple[str, str]]:
+    with session_scope(readonly=True) as session:
+        rows = session.execute(
+            select(Event.name, Event.properties)
+            .where(Event.customer_id == customer_id, Event.type == "system")
+            .order_by(Event.id)
+        ).all()
+    return [(name, properties["segment_key"]) for name, properties in rows]
+
+
+def test_an_order_brings_a_customer_into_a_live_segment_in_the_same_write(
+    moved_clock: FrozenClock,
+) -> None:
+    ada = identify("ada", at=T0, city="Berlin")
+    save("buyers", BUYERS)
+    assert members("buyers") == set()
+
+    track("ada", "Order Completed", at=T0, message_id="o1", revenue=30)
+
+    assert members("buyers") == {ada}
+    assert count_of("buyers") == 1
+    assert system_events(ada) == [("segment.entered", "buyers")]
+
+
+def test_an_event_a_segment_does_not_read_leaves_it_alone(moved_clock: FrozenClock) -> None:
+    identify("ada", at=T0)
+    save("buyers", BUYERS)
+    track("ada", "Product Viewed", at=T0, message_id="v1")
+    assert members("buyers") == set()
+
+
+def test_a_new_anonymous_visitor_enters_a_segment_of_customers_who_never_ordered(
+    moved_clock: FrozenClock,
+) -> None:
+    save("never_ordered", {"type": "not", "rule": BUYERS})
+    result = ingest(
+        [
+            {
+                "type": "page",
+                "anonymousId": "visitor-1",
+                "name": "Home",
+                "messageId": "p1",
+                "timestamp": T0.isoformat(),
+            }
+        ]
+    )
+    assert result.accepted == 1
+    assert len(members("never_ordered")) == 1
+
+
+def test_a_trait_change_moves_a_customer_out_and_the_history_keeps_the_stay(
+    moved_clock: FrozenClock,
+) -> None:
+    ada = identify("ada", at=T0, city="Berlin")
+    save("berliners", BERLIN)
+    assert members("berliners") == {ada}
+
+    moved_clock.advance(timedelta(hours=1))
+    identify("ada", at=T0 + timedelta(hours=1), city="Hamburg")
+
+    assert members("berliners") == set()
+    with session_scope(readonly=True) as session:
+        history = service.history_of(session, ada, cursor=None, limit=10)
+    assert [(h.key, h.entered_at, h.exited_at) for h in history.items] == [
+        ("berliners", T0, T0 + timedelta(hours=1))
+    ]
+    assert system_events(ada) == [("segment.entered", "berliners"), ("segment.exited", "berliners")]
+
+
+def test_recompute_writes_only_the_difference(moved_clock: FrozenClock) -> None:
+    ada = identify("ada", at=T0, city="Berlin")
+    save("berliners", BERLIN)
+    with session_scope() as session:
+        again = service.compute(session, "berliners")
+    assert (again.members, again.entered, again.exited) == (1, 0, 0)
+    assert system_events(ada) == [("segment.entered", "berliners")]
+
+
+def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
+    moved_clock: FrozenClock,
+) -> None:
+    ada = identify("ada", at=T0)
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    save("recent_buyers", RECENT_BUYERS)
+    assert members("recent_buyers") == {ada}
+
+    # Just before the order leaves the 7-day window: still in.
+    moved_clock.set(T0 + timedelta(days=7) - timedelta(seconds=1))
+    with session_scope() as session:
+        service.sweep(session)
+    assert members("recent_buyers") == {ada}
+
+    # The next sweep, a minute later, finds the order past the edge.
+    moved_clock.set(T0 + timedelta(days=7, minutes=1))
+    with session_scope() as session:
+        changed = service.sweep(session)
+    assert members("recent_buyers") == set()
+    assert changed.get("recent_buyers") == 1
+
+
+def test_an_abandoned_checkout_counts_only_once_the_hour_is_up(moved_clock: FrozenClock) -> None:
+    ada = identify("ada", at=T0)
+    save(
+        "abandoners",
+        {
+            "type": "absence",
+            "name": "Checkout Started",
+            "then_not": {"name": "Order Completed"},
+            "within": {"amount": 1, "unit": "hours"},
+        },
+    )
+    track("ada", "Checkout Started", at=T0, message_id="c1")
+    assert members("abandoners") == set()  # the hour has not passed
+
+    moved_clock.set(T0 + timedelta(minutes=61))
+    with session_scope() as session:
+        service.sweep(session)
+    assert members("abandoners") == {ada}
+
+    # Buying later does not change the past hour: still an abandoned checkout.
+    track("ada", "Order Completed", at=T0 + timedelta(minutes=61), message_id="o1")
+    assert members("abandoners") == {ada}
+
+
+def test_a_segment_of_segments_follows_the_segment_it_reads(moved_clock: FrozenClock) -> None:
+    ada = identify("ada", at=T0, city="Berlin")
+    save("berliners", BERLIN)
+    save(
+        "berlin_buyers",
+        {"type": "and", "rules": [{"type": "segment", "segment": "berliners"}, BUYERS]},
+    )
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    assert members("berlin_buyers") == {ada}
+
+    identify("ada", at=T0 + timedelta(hours=1), city="Paris")
+    assert members("berliners") == set()
+    assert members("berlin_buyers") == set()
+
+
+def test_cycles_and_unknown_references_are_refused(moved_clock: FrozenClock) -> None:
+    save("a", {"type": "profile", "field": "email", "op": "exists"})
+    save("b", {"type": "segment", "segment": "a"})
+    with session_scope() as session, pytest.raises(ValidationFailed) as cycle:
+        service.update(session, "a", SegmentUpdate(rule={"type": "segment", "segment": "b"}))
+    assert cycle.value.code == "segment_cycle"
+    assert cycle.value.details == {"cycle": ["a", "b", "a"]}
+    with session_scope() as session, pytest.raises(ValidationFailed) as unknown:
+        service.create(
+            session,
+            SegmentCreate(key="c", name="C", rule={"type": "segment", "segment": "nope"}),
+        )
+    assert unknown.value.details == {"unknown_segments": ["nope"]}
+    with session_scope() as session, pytest.raises(Conflict):
+        service.delete(session, "a")  # b refers to it
+
+
+def test_a_bad_rule_is_refused_with_the_path_of_the_bad_node(database: Database) -> None:
+    rule = {"type": "and", "rules": [BERLIN, {"type": "fact", "field": "orders", "op": "gt"}]}
+    with session_scope() as session, pytest.raises(ValidationFailed) as invalid:
+        service.create(session, SegmentCreate(key="bad", name="Bad", rule=rule))
+    assert invalid.value.code == "invalid_rule"
+    assert invalid.value.details[0]["path"] == "rule.rules.1"
+    assert "unknown fact 'orders'" in invalid.value.details[0]["message"]
+
+
+def test_a_merge_moves_history_to_the_survivor_and_keeps_counts_right(
+    moved_clock: FrozenClock,
+) -> None:
+    save("buyers", BUYERS)
+    result = ingest(
+        [
+            {
+                "type": "track",
+                "anonymousId": "device-1",
+                "event": "Order Completed",
+                "messageId": "o1",
+                "timestamp": T0.isoformat(),
+            }
+        ]
+    )
+    assert result.accepted == 1
+    assert count_of("buyers") == 1
+    ada = identify("ada", at=T0 + timedelta(minutes=1))  # another profile, not a buyer
+    assert count_of("buyers") == 1
+
+    moved_clock.advance(timedelta(minutes=2))
+    ingest(
+        [
+            {
+                "type": "alias",
+                "userId": "ada",
+                "previousId": "device-1",
+                "messageId": "a1",
+                "timestamp": (T0 + timedelta(minutes=2)).isoformat(),
+            }
+        ]
+    )
+    assert members("buyers") == {ada}
+    assert count_of("buyers") == 1
+    with session_scope(readonly=True) as session:
+        stays = session.scalars(select(SegmentMembershipSpan)).all()
+    assert {s.customer_id for s in stays} == {ada}
+
+
+def test_an_erased_customer_leaves_every_segment_and_its_count(moved_clock: FrozenClock) -> None:
+    ada = identify("ada", at=T0, city="Berlin")
+    save("berliners", BERLIN)
+    assert count_of("berliners") == 1
+    with session_scope() as session:
+        customers.erase(session, ada, requested_by="test", at=T0)
+    assert count_of("berliners") == 0
+    assert members("berliners") == set()
+
+
+def test_explain_says_why_with_what_it_found(moved_clock: FrozenClock) -> None:
+    ada = identify("ada", at=T0, city="Hamburg")
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    save("berlin_buyers", {"type": "and", "rules": [BERLIN, BUYERS]})
+    with session_scope(readonly=True) as session:
+        why = service.explain(session, ada, key_or_id="berlin_buyers")
+    assert (why.holds, why.member) == (False, False)
+    assert [(n.path, n.holds) for n in why.nodes] == [
+        ("", False),
+        ("rules.0", False),
+        ("rules.1", True),
+    ]
+    assert why.nodes[1].measured == "Hamburg"
+    assert "traits.city is 'Berlin'" in why.nodes[1].says
+    assert why.nodes[2].measured == 1
+
+
+def test_built_in_segments_are_installed_by_the_sweep_and_cannot_be_edited(
+    moved_clock: FrozenClock,
+) -> None:
+    with session_scope() as session:
+        service.sweep(session)
+        keys = {s.key for s in service.list_page(session, cursor=None, limit=200).items}
+    assert {"lifecycle_new", "rfm_champions"} <= keys
+    with session_scope() as session, pytest.raises(Conflict):
+        service.update(session, "rfm_champions", SegmentUpdate(name="Mine"))
