@@ -151,7 +151,8 @@ def test_csv_events_become_nested_messages_and_bad_rows_keep_their_line(
     ]
     assert summary.imported == 3
     with session_scope(readonly=True) as session:
-        event = session.scalars(select(Event).where(Event.name == "Order Completed")).first()
+        first_order = select(Event).where(Event.name == "Order Completed")
+        event = session.scalars(first_order.order_by(Event.timestamp)).first()
         revenue = session.scalar(select(func.sum(CustomerFacts.revenue_total_cents)))
     assert event is not None
     assert event.properties["address"] == {"city": "Berlin"}

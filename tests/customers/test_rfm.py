@@ -183,4 +183,3 @@ def _reference(row: Row, scored: Sequence[Row]) -> Scores:
         score(row.orders, [r.orders for r in scored]),
         score(row.cents, [r.cents for r in scored]),
     )
-

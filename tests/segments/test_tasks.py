@@ -68,7 +68,8 @@ def test_refresh_rfm_scores_then_recomputes_the_segments_reading_them(
             tasks.refresh_rfm(session, {})
     recent = owner_of("recent")
     with session_scope(readonly=True) as session:
-        scored = dict(session.execute(select(CustomerFacts.customer_id, CustomerFacts.rfm_recency)))
+        rows = session.execute(select(CustomerFacts.customer_id, CustomerFacts.rfm_recency))
+        scored: dict[str | None, int | None] = {str(c): r for c, r in rows}
         page = service.members(session, "top-recency", cursor=None, limit=10)
     # Two scored customers: the more recent one has one customer below it -> 1 + 5 * 1 // 2.
     assert scored[recent] == 3

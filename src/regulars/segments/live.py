@@ -3,7 +3,7 @@ read what changed; and a sweep that flips time-dependent memberships on time.
 
 The dependency index (which event names, fields, facts, consents, groups and segments each
 rule reads) is built from the definitions and cached per process; a cheap version query
-(count and newest update of the segments table) tells when another process changed them.
+(ids and update times of the segments) tells when another process changed them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class _Entry:
 
 @dataclass(frozen=True)
 class SegmentIndex:
-    version: tuple[int, datetime | None]
+    version: tuple[tuple[str, datetime], ...]
     entries: tuple[_Entry, ...]
     dependents: Mapping[str, frozenset[str]]  # key -> keys of segments that refer to it
 
@@ -77,7 +77,7 @@ def index(session: Session) -> SegmentIndex:
     return built
 
 
-def _build(version: tuple[int, datetime | None], segments: list[Segment]) -> SegmentIndex:
+def _build(version: tuple[tuple[str, datetime], ...], segments: list[Segment]) -> SegmentIndex:
     entries = tuple(_Entry(s.id, s.key, dependencies(parse_rule(s.rule))) for s in segments)
     dependents: dict[str, set[str]] = {}
     for entry in entries:

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, literal, select, tuple_, update
+from sqlalchemy import Table, and_, delete, literal, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,10 +62,11 @@ def all_segments(session: Session) -> list[Segment]:
     return list(session.scalars(select(Segment).order_by(Segment.key)))
 
 
-def version(session: Session) -> tuple[int, datetime | None]:
-    """Changes whenever a segment is created, edited or deleted: the live index's cache key."""
-    count, latest = session.execute(select(func.count(), func.max(Segment.updated_at))).one()
-    return int(count), latest
+def version(session: Session) -> tuple[tuple[str, datetime], ...]:
+    """Changes whenever a segment is created, edited or deleted: the live index's cache key
+    (ids with their update times, so a delete and a create in the same instant differ too)."""
+    query = select(Segment.id, Segment.updated_at).order_by(Segment.id)
+    return tuple((str(i), at) for i, at in session.execute(query))
 
 
 def key_ids(session: Session) -> dict[str, str]:
@@ -202,7 +203,7 @@ def list_members(
     )
     if after is not None:
         query = query.where(SegmentMember.customer_id > after)
-    return [(m, c) for m, c in session.execute(query).tuples()]
+    return [(m, c) for m, c in session.execute(query)]
 
 
 def customers_by_id(session: Session, customer_ids: Sequence[str]) -> list[Customer]:
@@ -222,7 +223,7 @@ def memberships_of(session: Session, customer_id: str) -> list[tuple[SegmentMemb
         .where(SegmentMember.customer_id == customer_id)
         .order_by(Segment.key)
     )
-    return [(m, s) for m, s in session.execute(query).tuples()]
+    return [(m, s) for m, s in session.execute(query)]
 
 
 def history_of(
@@ -241,7 +242,7 @@ def history_of(
             tuple_(SegmentMembershipSpan.entered_at, SegmentMembershipSpan.id)
             < tuple_(before[0], before[1])
         )
-    return [(h, s) for h, s in session.execute(query).tuples()]
+    return [(h, s) for h, s in session.execute(query)]
 
 
 def move_history(session: Session, *, merged_id: str, survivor_id: str) -> None:
