@@ -158,8 +158,8 @@ def explain(
 
 def _print_explanation(found: Explanation) -> None:
     console = _console()
-    verdict = "in" if found.holds else "out"
-    console.print(f"customer {found.customer_id} is [bold]{verdict}[/bold] of {found.segment}")
+    verdict = "in" if found.holds else "out of"
+    console.print(f"customer {found.customer_id} is [bold]{verdict}[/bold] {found.segment}")
     if found.member is not None and found.member != found.holds:
         stored = "a member" if found.member else "not a member"
         console.print(f"(stored: {stored}; the next compute or change brings it in line)")

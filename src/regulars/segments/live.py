@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from regulars.customers import service as customers
 from regulars.kit import clock
 from regulars.segments import definitions, membership, repository
+from regulars.segments.membership import Target
 from regulars.segments.models import Segment
 from regulars.segments.repository import compiler
 from regulars.segments.rules import Dependencies, TimeDependence, dependencies, parse_rule
@@ -26,8 +27,7 @@ from regulars.segments.rules import Dependencies, TimeDependence, dependencies, 
 
 @dataclass(frozen=True)
 class _Entry:
-    segment_id: str
-    key: str
+    target: Target
     deps: Dependencies
 
 
@@ -37,8 +37,15 @@ class SegmentIndex:
     entries: tuple[_Entry, ...]
     dependents: Mapping[str, frozenset[str]]  # key -> keys of segments that refer to it
 
+    @property
+    def segment_ids(self) -> dict[str, str]:
+        return {e.target.key: e.target.id for e in self.entries}
+
+    def targets(self, keys: set[str]) -> list[Target]:
+        return [e.target for e in self.entries if e.target.key in keys]
+
     def woken_by(self, change: customers.CustomerChange) -> set[str]:
-        return {e.key for e in self.entries if _wakes(e.deps, change)}
+        return {e.target.key for e in self.entries if _wakes(e.deps, change)}
 
     def with_dependents(self, keys: set[str]) -> set[str]:
         found, todo = set(keys), list(keys)
@@ -78,13 +85,16 @@ def index(session: Session) -> SegmentIndex:
 
 
 def _build(version: tuple[tuple[str, datetime], ...], segments: list[Segment]) -> SegmentIndex:
-    entries = tuple(_Entry(s.id, s.key, dependencies(parse_rule(s.rule))) for s in segments)
+    entries = []
+    for segment in segments:
+        target = Target.of(segment)
+        entries.append(_Entry(target, dependencies(target.rule)))
     dependents: dict[str, set[str]] = {}
     for entry in entries:
         for referred in entry.deps.segments:
-            dependents.setdefault(referred, set()).add(entry.key)
+            dependents.setdefault(referred, set()).add(entry.target.key)
     return SegmentIndex(
-        version, entries, {key: frozenset(keys) for key, keys in dependents.items()}
+        version, tuple(entries), {key: frozenset(keys) for key, keys in dependents.items()}
     )
 
 
@@ -101,12 +111,13 @@ def on_customers_changed(session: Session, changes: Mapping[str, customers.Custo
             woken |= keys
             customer_ids.append(customer_id)
     if woken:
-        _reevaluate_keys(session, segment_index.with_dependents(woken), customer_ids)
-
-
-def _reevaluate_keys(session: Session, keys: set[str], customer_ids: list[str]) -> None:
-    segments = [s for s in repository.all_segments(session) if s.key in keys]
-    membership.reevaluate(session, segments, customer_ids, now=clock.now())
+        membership.reevaluate(
+            session,
+            segment_index.targets(segment_index.with_dependents(woken)),
+            customer_ids,
+            now=clock.now(),
+            segment_ids=segment_index.segment_ids,
+        )
 
 
 def on_customer_removed(session: Session, customer_id: str, survivor_id: str | None) -> None:
@@ -131,7 +142,7 @@ def sweep(session: Session, *, now: datetime | None = None) -> dict[str, int]:
         changed[segment.key] = membership.compute(session, segment, now=now).entered
     segment_index = index(session)
     for segment in repository.all_segments(session):
-        deps = next(e.deps for e in segment_index.entries if e.segment_id == segment.id)
+        deps = dependencies(parse_rule(segment.rule))
         since = segment.swept_at or segment.computed_at
         if deps.time is TimeDependence.NONE or since is None or since >= now:
             continue
@@ -159,9 +170,8 @@ def _sweep_one(
         crossers |= compiler.edge_crossers(session, edge, since=since, until=now)
     if not crossers:
         return 0
-    keys = idx.with_dependents({segment.key})
-    segments = [s for s in repository.all_segments(session) if s.key in keys]
-    diffs = membership.reevaluate(session, segments, crossers, now=now)
+    targets = idx.targets(idx.with_dependents({segment.key}))
+    diffs = membership.reevaluate(session, targets, crossers, now=now, segment_ids=idx.segment_ids)
     return sum(len(d.entered) + len(d.exited) for d in diffs.values())
 
 

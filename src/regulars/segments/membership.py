@@ -3,9 +3,10 @@ as members, history rows and segment.entered / segment.exited events on the time
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,8 @@ from regulars.segments.repository import compiler
 from regulars.segments.rules import Rule, dependencies, parse_rule
 from regulars.segments.schemas import ComputeResult
 
+TargetT = TypeVar("TargetT", "Segment", "Target")
+
 ENTERED = "segment.entered"
 EXITED = "segment.exited"
 
@@ -28,13 +31,33 @@ class Diff:
     exited: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A segment as evaluation needs it: the rule parsed once (the live index keeps these)."""
+
+    id: str
+    key: str
+    name: str
+    rule: Rule
+    refers: frozenset[str]  # keys of the segments its rule reads
+
+    @classmethod
+    def of(cls, segment: Segment) -> Target:
+        rule = parse_rule(segment.rule)
+        return cls(segment.id, segment.key, segment.name, rule, dependencies(rule).segments)
+
+
 def context(
-    session: Session, *, now: datetime, candidates: Sequence[str] | None = None
+    session: Session,
+    *,
+    now: datetime,
+    candidates: Sequence[str] | None = None,
+    segment_ids: Mapping[str, str] | None = None,
 ) -> compiler.Context:
     return compiler.Context(
         now=now,
         timezones=compiler.timezones(session, candidates),
-        segment_ids=repository.key_ids(session),
+        segment_ids=repository.key_ids(session) if segment_ids is None else segment_ids,
         candidates=candidates,
     )
 
@@ -42,11 +65,11 @@ def context(
 def compute(session: Session, segment: Segment, *, now: datetime | None = None) -> ComputeResult:
     """Evaluate the rule for every customer (one statement) and write the difference."""
     now = now or clock.now()
-    rule = parse_rule(segment.rule)
-    holds = set(compiler.member_ids(session, rule, context(session, now=now)))
+    target = Target.of(segment)
+    holds = set(compiler.member_ids(session, target.rule, context(session, now=now)))
     current = repository.member_ids(session, segment.id)
     diff = Diff(entered=sorted(holds - current), exited=sorted(current - holds))
-    write_diff(session, segment, diff, now=now)
+    write_diff(session, target, diff, now=now)
     repository.set_computed(session, segment.id, members=len(holds), at=now)
     return ComputeResult(
         key=segment.key,
@@ -59,20 +82,21 @@ def compute(session: Session, segment: Segment, *, now: datetime | None = None) 
 
 def reevaluate(
     session: Session,
-    segments: Sequence[Segment],
+    segments: Sequence[Target],
     customer_ids: Collection[str],
     *,
     now: datetime,
+    segment_ids: Mapping[str, str] | None = None,
 ) -> dict[str, Diff]:
     """Re-evaluate the given segments for a few customers, those referred to by others first
     (so "member of segment X" reads X's fresh membership); write and answer each diff."""
     if not segments or not customer_ids:
         return {}
     candidates = sorted(customer_ids)
-    ctx = context(session, now=now, candidates=candidates)
+    ctx = context(session, now=now, candidates=candidates, segment_ids=segment_ids)
     diffs: dict[str, Diff] = {}
     for level in levels(segments):
-        rules: dict[str, Rule] = {s.id: parse_rule(s.rule) for s in level}
+        rules: dict[str, Rule] = {s.id: s.rule for s in level}
         holds = compiler.evaluate_for(session, rules, ctx)
         current = repository.members_among(session, rules.keys(), candidates)
         for segment in level:
@@ -88,12 +112,12 @@ def reevaluate(
     return diffs
 
 
-def levels(segments: Sequence[Segment]) -> list[list[Segment]]:
+def levels(segments: Sequence[TargetT]) -> list[list[TargetT]]:
     """Segments in rounds: each round refers only to segments of earlier rounds (or to
     segments not being re-evaluated). Definitions are acyclic, checked when saved."""
     pending = {s.key: s for s in segments}
-    refers = {s.key: set(dependencies(parse_rule(s.rule)).segments) for s in segments}
-    levels: list[list[Segment]] = []
+    refers = {s.key: _refers(s) for s in segments}
+    levels: list[list[TargetT]] = []
     while pending:
         ready = [s for key, s in pending.items() if not (refers[key] & pending.keys())]
         if not ready:  # only a cycle stored before validation could do this
@@ -104,7 +128,13 @@ def levels(segments: Sequence[Segment]) -> list[list[Segment]]:
     return levels
 
 
-def write_diff(session: Session, segment: Segment, diff: Diff, *, now: datetime) -> None:
+def _refers(segment: Segment | Target) -> frozenset[str]:
+    if isinstance(segment, Target):
+        return segment.refers
+    return dependencies(parse_rule(segment.rule)).segments
+
+
+def write_diff(session: Session, segment: Target, diff: Diff, *, now: datetime) -> None:
     repository.add_members(session, segment.id, diff.entered, now)
     repository.remove_members(session, segment.id, diff.exited, now)
     customers.record_system_events(
@@ -117,7 +147,7 @@ def write_diff(session: Session, segment: Segment, diff: Diff, *, now: datetime)
 
 
 def _events(
-    segment: Segment, customer_ids: Iterable[str], *, name: str, now: datetime
+    segment: Target, customer_ids: Iterable[str], *, name: str, now: datetime
 ) -> list[customers.SystemEvent]:
     properties = {"segment_id": segment.id, "segment_key": segment.key, "segment": segment.name}
     return [

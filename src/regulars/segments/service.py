@@ -187,6 +187,8 @@ def explain(
 
 def _says(node: Rule, measured: object) -> str:
     words = describe(node)
+    if isinstance(measured, datetime):
+        measured = measured.isoformat(timespec="seconds")
     return words if measured is None else f"{words} (found: {measured})"
 
 
