@@ -330,3 +330,31 @@ def test_built_in_segments_are_installed_by_the_sweep_and_cannot_be_edited(
     assert {"lifecycle_new", "rfm_champions"} <= keys
     with session_scope() as session, pytest.raises(Conflict):
         service.update(session, "rfm_champions", SegmentUpdate(name="Mine"))
+
+
+def test_a_birthday_segment_flips_at_local_midnight_in_each_customers_zone(
+    moved_clock: FrozenClock,
+) -> None:
+    berlin = identify("berlin", at=T0, birthday="1990-05-06", timezone="Europe/Berlin")
+    utc = identify("utc", at=T0, birthday="1990-05-06")
+    save(
+        "birthday-soon",
+        {
+            "type": "profile",
+            "field": "traits.birthday",
+            "op": "anniversary_within",
+            "value": {"amount": 1, "unit": "days"},
+        },
+    )
+    assert members("birthday-soon") == set()  # 4 May: the 6th is two days away everywhere
+
+    # 22:30 UTC on 4 May is 00:30 on 5 May in Berlin (UTC+2): the birthday is tomorrow there.
+    moved_clock.set(datetime(2026, 5, 4, 22, 30, tzinfo=UTC))
+    with session_scope() as session:
+        service.sweep(session)
+    assert members("birthday-soon") == {berlin}
+
+    moved_clock.set(datetime(2026, 5, 5, 0, 0, 30, tzinfo=UTC))
+    with session_scope() as session:
+        service.sweep(session)
+    assert members("birthday-soon") == {berlin, utc}
