@@ -18,6 +18,7 @@ from regulars.identity.api import Caller, require_scope
 from regulars.identity.models import ApiKeyScope
 from regulars.segments import service
 from regulars.segments.schemas import (
+    MEMBER_CSV_HEADER,
     ComputeResult,
     ExplainRequest,
     Explanation,
@@ -130,17 +131,10 @@ def export_members(key: str, _caller: Caller = Depends(can_read)) -> StreamingRe
     def rows() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["customer_id", "external_id", "email", "entered_at"])
+        writer.writerow(MEMBER_CSV_HEADER)
         with session_scope(readonly=True) as session:
             for member in service.all_members(session, key):
-                writer.writerow(
-                    [
-                        member.customer_id,
-                        member.external_id or "",
-                        member.email or "",
-                        member.entered_at.isoformat(),
-                    ]
-                )
+                writer.writerow(member.csv_row())
                 if buffer.tell() > 64 * 1024:
                     yield buffer.getvalue()
                     buffer.seek(0)

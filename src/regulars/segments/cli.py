@@ -15,7 +15,12 @@ from rich.table import Table
 from regulars.db import session_scope
 from regulars.errors import ValidationFailed
 from regulars.segments import service
-from regulars.segments.schemas import Explanation, SegmentCreate, SegmentUpdate
+from regulars.segments.schemas import (
+    MEMBER_CSV_HEADER,
+    Explanation,
+    SegmentCreate,
+    SegmentUpdate,
+)
 
 app = typer.Typer(help="Segments: groups of customers by rules, kept live.", no_args_is_help=True)
 
@@ -179,11 +184,9 @@ def members(
     with session_scope(readonly=True) as session:
         if as_csv:
             writer = csv.writer(sys.stdout)
-            writer.writerow(["customer_id", "external_id", "email", "entered_at"])
-            for m in service.all_members(session, key):
-                writer.writerow(
-                    [m.customer_id, m.external_id or "", m.email or "", m.entered_at.isoformat()]
-                )
+            writer.writerow(MEMBER_CSV_HEADER)
+            for member in service.all_members(session, key):
+                writer.writerow(member.csv_row())
             return
         page = service.members(session, key, cursor=None, limit=limit)
     table = Table("customer id", "external id", "email", "entered at", box=None)

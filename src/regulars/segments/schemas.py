@@ -92,11 +92,23 @@ class ExplainRequest(_In):
     customer_id: str
 
 
+MEMBER_CSV_HEADER = ("customer_id", "external_id", "email", "entered_at")
+
+
 class MemberRead(BaseModel):
     customer_id: str
     external_id: str | None
     email: str | None
     entered_at: datetime
+
+    def csv_row(self) -> list[str]:
+        """The row of the members CSV export (MEMBER_CSV_HEADER)."""
+        return [
+            self.customer_id,
+            self.external_id or "",
+            self.email or "",
+            self.entered_at.isoformat(),
+        ]
 
 
 class MemberPage(BaseModel):
