@@ -16,10 +16,11 @@ deterministically from --seed, with `now` fixed at 2026-11-01T12:00Z:
 - each customer buys with a propensity of 2%, 5%, 12% or 30% (equally likely): that share of
   their events is Order Completed ({"revenue": 5.00 to 299.99}), the rest is 60% Product
   Viewed, 15% Product Added, 10% Checkout Started ({"category": ...}) and 15% page views;
-- customer_facts and customer_event_counts computed from the same events.
+- customer_facts and customer_event_counts computed from the same events; rows are loaded
+  customer by customer (a real store's events arrive in time order instead).
 
 The rule of three conditions (Berlin, >= 2 orders in 90 days, no product view in 30 days)
-then has about 4,500 members per million customers.
+then has about 4,400 members per million customers.
 
 Figures per database (one JSON line each): the generation time; full_compute_first_s (from
 empty: every member, its history row and its segment.entered event written) and

@@ -38,8 +38,8 @@ from regulars.segments.repository.compiler import (
 )
 from regulars.segments.rules import RollingEdge, parse_rule
 from tests.segments import reference
-from tests.segments.reference import Facts, Person
 from tests.segments.reference import Event as Ev
+from tests.segments.reference import Facts, Person
 from tests.segments.reference import Group as Grp
 
 NOW = datetime(2024, 3, 10, 10, 30, tzinfo=UTC)
@@ -515,9 +515,37 @@ def test_counts_that_hold_at_zero_include_customers_without_events(database: Dat
     assert store.members({**count, "op": "between", "value": [0, 1]}) == {"none", "one", "other"}
     assert store.members({**count, "op": "gte", "value": 2}) == {"three"}
     assert store.members({**count, "op": "gt", "value": 0.5}) == {"one", "three"}
+    assert store.members({**count, "op": "gte", "value": 0}) == {"none", "one", "three", "other"}
     recent = {**count, "window": {"last": {"amount": 90, "unit": "minutes"}}}
     assert store.members({**recent, "op": "lte", "value": 1}) == {"none", "one", "three", "other"}
     assert store.members({**recent, "op": "equals", "value": 1}) == {"one", "three"}
+
+
+def test_negated_event_conditions(database: Database) -> None:
+    """Under a `not` the event subqueries take another shape (probed per customer)."""
+    store = Store(
+        [
+            person("none"),
+            person("one", events=[Ev("A", NOW - timedelta(days=3))]),
+            person("three", events=[Ev("A", NOW - timedelta(days=d)) for d in (1, 20, 40)]),
+        ]
+    )
+
+    def negated(rule: dict[str, Any]) -> set[str]:
+        return store.members({"type": "not", "rule": rule})
+
+    count = {"type": "event", "name": "A"}
+    assert negated(count) == {"none"}
+    assert negated({**count, "op": "lt", "value": 2}) == {"three"}
+    assert negated({**count, "op": "gte", "value": 2}) == {"none", "one"}
+    assert negated({**count, "op": "gte", "value": 0}) == set()
+    assert negated({**count, "window": {"last": days(2)}}) == {"none", "one"}
+    last = {"type": "event_time", "name": "A", "occurrence": "last"}
+    assert negated({**last, "op": "within_last", "value": days(2)}) == {"none", "one"}
+    assert negated({**last, "op": "not_within_last", "value": days(2)}) == {"none", "three"}
+    first = {"type": "event_time", "name": "A", "occurrence": "first"}
+    assert negated({**first, "op": "before", "value": "2024-02-01"}) == {"none", "one"}
+    assert negated({**first, "op": "after", "value": "2024-02-01"}) == {"none", "three"}
 
 
 def test_sum_and_average_read_numbers_only(database: Database) -> None:

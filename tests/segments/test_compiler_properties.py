@@ -28,7 +28,7 @@ from tests.segments.reference import Event, Facts, Group, Person
 from tests.segments.test_compiler import load, wipe
 
 HYPOTHESIS = settings(
-    max_examples=1000,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -102,7 +102,9 @@ def day_texts(draw: st.DrawFn, now: datetime) -> str:
 
 @st.composite
 def events(draw: st.DrawFn, now: datetime) -> Event:
-    properties = draw(st.dictionaries(st.sampled_from(["n", "cat"]), JSON, max_size=2))
+    properties: dict[str, Any] = draw(
+        st.dictionaries(st.sampled_from(["n", "cat"]), JSON, max_size=2)
+    )
     if draw(st.booleans()):
         properties["x"] = {"y": draw(SCALARS)}
     return Event(draw(st.sampled_from(NAMES)), draw(moments(now)), properties)
@@ -134,7 +136,9 @@ def facts(draw: st.DrawFn, now: datetime) -> Facts | None:
 def people(draw: st.DrawFn, now: datetime, *, max_events: int = 6) -> list[Person]:
     found = []
     for i in range(draw(st.integers(1, 5))):
-        traits = draw(st.dictionaries(st.sampled_from(["plan", "score"]), JSON, max_size=2))
+        traits: dict[str, Any] = draw(
+            st.dictionaries(st.sampled_from(["plan", "score"]), JSON, max_size=2)
+        )
         if draw(st.booleans()):
             traits["day"] = draw(day_texts(now) | SCALARS)
         if draw(st.booleans()):
