@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
@@ -179,8 +179,16 @@ def _local_date_changed(session: Session, since: datetime, now: datetime) -> boo
     """Did midnight pass in any customer's zone between the two moments?"""
     if now - since >= timedelta(days=1):
         return True
-    for zone_name in compiler.timezones(session):
-        zone = ZoneInfo(zone_name or "UTC")
+    for zone in map(_zone, compiler.timezones(session)):
         if since.astimezone(zone).date() != now.astimezone(zone).date():
             return True
     return False
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    """The customer's zone; none or one this machine does not know counts as UTC, as it
+    does when rules are evaluated."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

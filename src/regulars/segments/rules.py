@@ -110,6 +110,8 @@ NUMBER_OPS = {
 INSTANT_OPS = {Op.BEFORE, Op.AFTER, Op.WITHIN_LAST, Op.NOT_WITHIN_LAST, Op.EXISTS, Op.MISSING}
 # Trait dates ("YYYY-MM-DD..." strings): compared as calendar dates in the customer's zone.
 CALENDAR_OPS = {Op.BEFORE, Op.AFTER, Op.WITHIN_LAST, Op.WITHIN_NEXT, Op.ANNIVERSARY_WITHIN}
+# Calendar ops relative to the customer's today: they change as days pass.
+MOVING_CALENDAR_OPS = {Op.WITHIN_LAST, Op.WITHIN_NEXT, Op.ANNIVERSARY_WITHIN}
 AGGREGATE_OPS = {Op.EQUALS, Op.NOT_EQUALS, Op.GT, Op.GTE, Op.LT, Op.LTE, Op.BETWEEN}
 
 Scalar = str | int | float | bool
@@ -558,7 +560,7 @@ class TimeDependence(StrEnum):
 
     NONE = "none"  # only data changes flip it
     WINDOW = "window"  # events, facts or timestamps crossing a rolling window edge
-    CALENDAR = "calendar"  # trait dates, local date ranges: re-checked by a full compute
+    CALENDAR = "calendar"  # trait dates relative to today: re-checked by a full compute
 
 
 @dataclass(frozen=True)
@@ -650,29 +652,23 @@ def _time_edge(
     op: Op, value: object, kind: Literal["fact", "profile"], target: str, edges: list[RollingEdge]
 ) -> bool:
     if target.startswith(TRAIT_PREFIX):
-        return op in CALENDAR_OPS  # trait dates: calendar
+        return op in MOVING_CALENDAR_OPS  # today moves; a fixed date does not
     if op in (Op.WITHIN_LAST, Op.NOT_WITHIN_LAST) and isinstance(value, Duration):
         edges.append(RollingEdge(kind, target, value.delta()))
-    return op in (Op.BEFORE, Op.AFTER)  # a local-date boundary passes at midnight
+    return False  # before / after a fixed date never change with time alone
 
 
 def _event_edges(
     node: EventCondition | EventTimeCondition | AbsenceCondition | FunnelCondition,
     edges: list[RollingEdge],
 ) -> bool:
-    calendar = False
+    """Rolling windows give edges; windows of fixed dates never change with time alone."""
     window = getattr(node, "window", None)
     first_name = node.steps[0].name if isinstance(node, FunnelCondition) else node.name
-    if isinstance(window, Window):
-        if window.last is not None:
-            edges.append(RollingEdge("event", first_name, window.last.delta()))
-        else:
-            calendar = True
-    if isinstance(node, EventTimeCondition):
-        if isinstance(node.value, Duration):
-            edges.append(RollingEdge("event", node.name, node.value.delta()))
-        else:
-            calendar = True
+    if isinstance(window, Window) and window.last is not None:
+        edges.append(RollingEdge("event", first_name, window.last.delta()))
+    if isinstance(node, EventTimeCondition) and isinstance(node.value, Duration):
+        edges.append(RollingEdge("event", node.name, node.value.delta()))
     if isinstance(node, AbsenceCondition):
         edges.append(RollingEdge("event", node.name, node.within.delta()))
-    return calendar
+    return False
