@@ -53,7 +53,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
-from sqlalchemy.orm import Session, aliased, outerjoin
+from sqlalchemy.orm import Session, outerjoin
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
@@ -692,6 +692,10 @@ def _anniversaries(today: date, days: int) -> tuple[tuple[str, str], ...]:
 # --- events ---
 
 
+_EVENTS: Any = Event.__table__
+_CUSTOMERS: Any = Customer.__table__
+
+
 class _Scan:
     """Events matching a filter (name, where predicates, not after now), in a window when
     given; joined to their customer only when a boundary depends on the customer's zone."""
@@ -700,8 +704,12 @@ class _Scan:
         self, st: _State, match: EventFilter, *, restrict: bool = True, correlated: bool = False
     ) -> None:
         self.st = st
-        self.ev = aliased(Event)
+        # Core aliases, not ORM ones: building the statement is the cost of a live
+        # re-evaluation, and ORM aliasing adapts every column it touches.
+        self.table = _EVENTS.alias()
+        self.ev: Any = self.table.c
         self.owner: Any = Customer if correlated else None
+        self.owner_table: Any = None
         self.conds: list[Expr] = [self.ev.name == match.name, self.ev.timestamp <= st.now]
         for predicate in match.where:
             properties = _json(st, self.ev.properties, predicate.property.split("."))
@@ -713,7 +721,8 @@ class _Scan:
 
     def zone(self) -> Expr:
         if self.owner is None:
-            self.owner = aliased(Customer)
+            self.owner_table = _CUSTOMERS.alias()
+            self.owner = self.owner_table.c
         zone: Expr = self.owner.timezone
         return zone
 
@@ -740,9 +749,9 @@ class _Scan:
         return self
 
     def select(self, *columns: Any) -> Select[Any]:
-        query = select(*columns).select_from(self.ev)
-        if self.owner is not None and self.owner is not Customer:
-            query = query.join(self.owner, self.owner.id == self.ev.customer_id)
+        query = select(*columns).select_from(self.table)
+        if self.owner_table is not None:
+            query = query.join(self.owner_table, self.owner.id == self.ev.customer_id)
         return query.where(*self.conds)
 
 
