@@ -46,6 +46,7 @@ pytest:
 bench: install-test
 	$(BIN)/python -m bench.ingest --quick
 	$(BIN)/python -m bench.import_events --quick
+	$(BIN)/python -m bench.segments --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -71,6 +71,7 @@ def compute(session: Session, segment: Segment, *, now: datetime | None = None) 
     diff = Diff(entered=sorted(holds - current), exited=sorted(current - holds))
     write_diff(session, target, diff, now=now)
     repository.set_computed(session, segment.id, members=len(holds), at=now)
+    repository.refresh_statistics(session, rows_changed=len(diff.entered) + len(diff.exited))
     return ComputeResult(
         key=segment.key,
         members=len(holds),

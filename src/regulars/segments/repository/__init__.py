@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, literal, select, tuple_, update
+from sqlalchemy import Table, and_, delete, literal, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -146,6 +146,17 @@ def add_to_count(session: Session, segment_id: str, delta: int, at: datetime) ->
         .values(members_count=Segment.members_count + delta)
     )
     _record_day(session, segment_id, at)
+
+
+ANALYZE_AFTER_ROWS = 10_000
+
+
+def refresh_statistics(session: Session, *, rows_changed: int) -> None:
+    """After a compute that wrote many members, let PostgreSQL's planner see them now rather
+    than at the next autovacuum: with stale statistics, the live re-evaluation's membership
+    lookup reads a whole segment instead of a few customers."""
+    if rows_changed >= ANALYZE_AFTER_ROWS and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE segment_members"))
 
 
 def set_computed(session: Session, segment_id: str, *, members: int, at: datetime) -> None:
