@@ -26,6 +26,10 @@ from regulars.customers.models import (
 )
 from regulars.db import Database, session_scope
 from regulars.models import Base
+from regulars.segments import engine as reference
+from regulars.segments.engine import Event as Ev
+from regulars.segments.engine import Facts, Person
+from regulars.segments.engine import Group as Grp
 from regulars.segments.models import Segment, SegmentMember
 from regulars.segments.repository.compiler import (
     Context,
@@ -37,10 +41,6 @@ from regulars.segments.repository.compiler import (
     timezones,
 )
 from regulars.segments.rules import RollingEdge, parse_rule
-from tests.segments import reference
-from tests.segments.reference import Event as Ev
-from tests.segments.reference import Facts, Person
-from tests.segments.reference import Group as Grp
 
 NOW = datetime(2024, 3, 10, 10, 30, tzinfo=UTC)
 KIRITIMATI = "Pacific/Kiritimati"  # UTC+14: at NOW it is already 2024-03-11 00:30 there

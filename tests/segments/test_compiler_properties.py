@@ -15,6 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regulars.db import Database, session_scope
+from regulars.segments import engine as reference
+from regulars.segments.engine import Event, Facts, Group, Person
+from regulars.segments.repository import load_people
 from regulars.segments.repository.compiler import (
     Context,
     evaluate_for,
@@ -22,9 +25,7 @@ from regulars.segments.repository.compiler import (
     member_ids,
     timezones,
 )
-from regulars.segments.rules import Rule, parse_rule
-from tests.segments import reference
-from tests.segments.reference import Event, Facts, Group, Person
+from regulars.segments.rules import Rule, dependencies, parse_rule
 from tests.segments.test_compiler import load, wipe
 
 HYPOTHESIS = settings(
@@ -392,9 +393,13 @@ def check(now: datetime, crowd: list[Person], rules: list[Rule], candidates: lis
                 verdict = explain(session, rule, person.id, ctx)[0]
                 assert verdict.holds == (person.id in expected), (person.id, rule)
         answers = evaluate_for(session, {str(i): rule for i, rule in enumerate(rules)}, live)
+        # What live re-evaluation reads back from the database is the same customer.
+        names = frozenset().union(*(dependencies(rule).event_names for rule in rules))
+        loaded = load_people(session, candidates, event_names=names, segment_ids=segment_ids)
     for i, rule in enumerate(rules):
         expected = reference.members(rule, crowd, now) & set(candidates)
         assert answers[str(i)] == expected, (i, rule)
+        assert reference.members(rule, loaded, now) == expected, (i, rule)
 
 
 @st.composite

@@ -16,7 +16,7 @@ from regulars.db import Database, session_scope
 from regulars.errors import Conflict, ValidationFailed
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
-from regulars.segments import service
+from regulars.segments import membership, service
 from regulars.segments.models import Segment, SegmentMembershipSpan
 from regulars.segments.schemas import SegmentCreate, SegmentUpdate
 from tests.customers.helpers import ingest, owner_of
@@ -358,3 +358,15 @@ def test_a_birthday_segment_flips_at_local_midnight_in_each_customers_zone(
     with session_scope() as session:
         service.sweep(session)
     assert members("birthday-soon") == {berlin, utc}
+
+
+def test_many_customers_at_once_are_re_evaluated_in_sql_with_the_same_outcome(
+    moved_clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(membership, "PYTHON_EVALUATION_MAX", 0)  # as for a big sweep
+    ada = identify("ada", at=T0, city="Berlin")
+    save("berlin_buyers", {"type": "and", "rules": [BERLIN, BUYERS]})
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    assert members("berlin_buyers") == {ada}
+    identify("ada", at=T0 + timedelta(minutes=1), city="Rome")
+    assert members("berlin_buyers") == set()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from regulars.customers import service as customers
 from regulars.kit import clock
 from regulars.kit.ids import new_id
-from regulars.segments import repository
+from regulars.segments import engine, repository
 from regulars.segments.models import Segment
 from regulars.segments.repository import compiler
 from regulars.segments.rules import Rule, dependencies, parse_rule
@@ -40,11 +40,13 @@ class Target:
     name: str
     rule: Rule
     refers: frozenset[str]  # keys of the segments its rule reads
+    event_names: frozenset[str]  # names of the events its rule reads
 
     @classmethod
     def of(cls, segment: Segment) -> Target:
         rule = parse_rule(segment.rule)
-        return cls(segment.id, segment.key, segment.name, rule, dependencies(rule).segments)
+        deps = dependencies(rule)
+        return cls(segment.id, segment.key, segment.name, rule, deps.segments, deps.event_names)
 
 
 def context(
@@ -94,12 +96,11 @@ def reevaluate(
     if not segments or not customer_ids:
         return {}
     candidates = sorted(customer_ids)
-    ctx = context(session, now=now, candidates=candidates, segment_ids=segment_ids)
+    segment_ids = repository.key_ids(session) if segment_ids is None else segment_ids
     diffs: dict[str, Diff] = {}
     for level in levels(segments):
-        rules: dict[str, Rule] = {s.id: s.rule for s in level}
-        holds = compiler.evaluate_for(session, rules, ctx)
-        current = repository.members_among(session, rules.keys(), candidates)
+        holds = _evaluate(session, level, candidates, now=now, segment_ids=segment_ids)
+        current = repository.members_among(session, [s.id for s in level], candidates)
         for segment in level:
             now_in = holds.get(segment.id, set())
             was_in = {c for s, c in current if s == segment.id}
@@ -111,6 +112,33 @@ def reevaluate(
                 )
                 diffs[segment.id] = diff
     return diffs
+
+
+# Up to this many customers, rules run in Python over their loaded rows (engine.py): a few
+# small reads beat building one SQL statement for many rules. Beyond it (a sweep that finds
+# thousands of customers past a window edge), one SQL statement per round (compiler.py).
+PYTHON_EVALUATION_MAX = 200
+
+
+def _evaluate(
+    session: Session,
+    targets: Sequence[Target],
+    candidates: list[str],
+    *,
+    now: datetime,
+    segment_ids: Mapping[str, str],
+) -> dict[str, set[str]]:
+    """Which candidates each target's rule holds for, by segment id."""
+    if len(candidates) > PYTHON_EVALUATION_MAX:
+        ctx = context(session, now=now, candidates=candidates, segment_ids=segment_ids)
+        return compiler.evaluate_for(session, {t.id: t.rule for t in targets}, ctx)
+    people = repository.load_people(
+        session,
+        candidates,
+        event_names=frozenset().union(*(t.event_names for t in targets)),
+        segment_ids={k: v for k, v in segment_ids.items() if any(k in t.refers for t in targets)},
+    )
+    return {t.id: {p.id for p in people if engine.holds(t.rule, p, now)} for t in targets}
 
 
 def levels(segments: Sequence[TargetT]) -> list[list[TargetT]]:

@@ -5,7 +5,7 @@ The rule compiler (rule tree to SQL) lives beside it in `compiler.py`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +13,16 @@ from sqlalchemy import Table, and_, delete, literal, select, text, tuple_, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.customers.models import Customer
+from regulars.customers.models import (
+    Consent,
+    Customer,
+    CustomerFacts,
+    Event,
+    Group,
+    GroupMembership,
+)
 from regulars.db import bulk_write
+from regulars.segments import engine
 from regulars.segments.models import Segment, SegmentCount, SegmentMember, SegmentMembershipSpan
 
 CHUNK = 500
@@ -274,3 +282,86 @@ def move_history(session: Session, *, merged_id: str, survivor_id: str) -> None:
 def segment_ids_of(session: Session, customer_id: str) -> list[str]:
     query = select(SegmentMember.segment_id).where(SegmentMember.customer_id == customer_id)
     return list(session.scalars(query))
+
+
+# --- what live re-evaluation reads of a few customers ---
+
+
+def load_people(
+    session: Session,
+    customer_ids: Sequence[str],
+    *,
+    event_names: Collection[str],
+    segment_ids: Mapping[str, str],
+) -> list[engine.Person]:
+    """The customers with everything a rule can read: profile, facts, consents, groups,
+    memberships of the given segments (key -> id) and their events of the given names."""
+    people: dict[str, engine.Person] = {}
+    for chunk in _chunks(list(customer_ids)):
+        for customer, facts in session.execute(
+            select(Customer, CustomerFacts)
+            .outerjoin(CustomerFacts, CustomerFacts.customer_id == Customer.id)
+            .where(Customer.id.in_(chunk))
+        ):
+            people[customer.id] = _person(customer, facts)
+        _load_relations(session, people, chunk, segment_ids=segment_ids)
+        if event_names:
+            _load_events(session, people, chunk, event_names)
+    return list(people.values())
+
+
+def _person(customer: Customer, facts: CustomerFacts | None) -> engine.Person:
+    person = engine.Person(
+        id=customer.id,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+        timezone=customer.timezone,
+        external_id=customer.external_id,
+        email=customer.email,
+        phone=customer.phone,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        locale=customer.locale,
+        traits=customer.traits,
+    )
+    if facts is not None:
+        person.facts = engine.Facts(
+            **{name: getattr(facts, name) for name in engine.Facts.__dataclass_fields__}
+        )
+    return person
+
+
+def _load_relations(
+    session: Session,
+    people: Mapping[str, engine.Person],
+    chunk: Sequence[str],
+    *,
+    segment_ids: Mapping[str, str],
+) -> None:
+    consents = select(Consent).where(Consent.customer_id.in_(chunk))
+    for consent in session.scalars(consents):
+        people[consent.customer_id].consents[(consent.channel, consent.topic)] = consent.status
+    groups = (
+        select(GroupMembership.customer_id, Group)
+        .join(Group, Group.id == GroupMembership.group_id)
+        .where(GroupMembership.customer_id.in_(chunk))
+    )
+    for customer_id, group in session.execute(groups):
+        people[customer_id].groups.append(engine.Group(group.group_key, group.traits))
+    if segment_ids:
+        keys = {segment_id: key for key, segment_id in segment_ids.items()}
+        for segment_id, customer_id in members_among(session, keys, chunk):
+            people[customer_id].segments.add(keys[segment_id])
+
+
+def _load_events(
+    session: Session,
+    people: Mapping[str, engine.Person],
+    chunk: Sequence[str],
+    event_names: Collection[str],
+) -> None:
+    query = select(Event.customer_id, Event.name, Event.timestamp, Event.properties).where(
+        Event.name.in_(sorted(event_names)), Event.customer_id.in_(chunk)
+    )
+    for customer_id, name, timestamp, properties in session.execute(query):
+        people[customer_id].events.append(engine.Event(name, timestamp, properties))

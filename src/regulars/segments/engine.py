@@ -1,8 +1,12 @@
-"""A plain-Python reference evaluator of segment rules over in-memory customers.
+"""Segment rules evaluated in plain Python over one customer's data in memory.
 
-Written from the semantics (rules.py docstrings and the compiler's contract), not from the
-SQL: simple loops over one customer's data, time zones through zoneinfo. The compiler must
-agree with it on every rule and customer.
+Written from the semantics (rules.py docstrings), not from the SQL: simple loops over one
+customer's data, time zones through zoneinfo. Two uses:
+
+- live re-evaluation of a few customers: loading their rows and looping is faster than
+  building a SQL statement for many rules (membership.reevaluate);
+- the reference the SQL compiler is tested against: hypothesis checks that both give the
+  same members for random rules and timelines, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
