@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -95,6 +95,18 @@ class Person:
     groups: list[Group] = field(default_factory=list)
     segments: set[str] = field(default_factory=set)  # keys of the segments they are in
     events: list[Event] = field(default_factory=list)
+    _by_name: tuple[int, dict[str, list[Event]]] = field(
+        default=(-1, {}), init=False, repr=False, compare=False
+    )
+
+    def events_named(self, name: str) -> list[Event]:
+        """Events of one name (indexed once, again if events were added since)."""
+        if self._by_name[0] != len(self.events):
+            index: dict[str, list[Event]] = {}
+            for event in self.events:
+                index.setdefault(event.name, []).append(event)
+            self._by_name = (len(self.events), index)
+        return self._by_name[1].get(name, [])
 
 
 def members(rule: Rule, people: Iterable[Person], now: datetime) -> set[str]:
@@ -310,38 +322,38 @@ def _predicate(properties: dict[str, Any], predicate: PropertyPredicate) -> bool
     return compare(actual, predicate.op, predicate.value)
 
 
-def matching(person: Person, match: EventFilter, now: datetime) -> list[Event]:
+def matching(
+    person: Person,
+    match: EventFilter | EventCondition | EventTimeCondition | AbsenceCondition,
+    now: datetime,
+) -> list[Event]:
     """The customer's events named so whose properties pass every predicate, not after now."""
     return [
         event
-        for event in person.events
-        if event.name == match.name
-        and event.timestamp <= now
-        and all(_predicate(event.properties, p) for p in match.where)
+        for event in person.events_named(match.name)
+        if event.timestamp <= now and all(_predicate(event.properties, p) for p in match.where)
     ]
 
 
 def in_window(moment: datetime, window: Window | None, zone: tzinfo, now: datetime) -> bool:
+    return window_test(window, zone, now)(moment)
+
+
+def window_test(window: Window | None, zone: tzinfo, now: datetime) -> Callable[[datetime], bool]:
+    """Whether a moment is inside the window, with its bounds worked out once."""
     if window is None:
-        return True
+        return lambda moment: True
     if window.last is not None:
-        return now - window.last.delta() <= moment <= now
-    if window.since is not None and moment < midnight(window.since, zone):
-        return False
-    return window.until is None or moment < midnight(window.until + timedelta(days=1), zone)
-
-
-def _filter_of(rule: EventCondition | EventTimeCondition | AbsenceCondition) -> EventFilter:
-    return EventFilter(name=rule.name, where=rule.where)
+        low = now - window.last.delta()
+        return lambda moment: low <= moment <= now
+    since = midnight(window.since, zone) if window.since is not None else None
+    until = midnight(window.until + timedelta(days=1), zone) if window.until else None
+    return lambda moment: (since is None or moment >= since) and (until is None or moment < until)
 
 
 def _event(rule: EventCondition, person: Person, now: datetime) -> bool:
-    zone = zone_of(person)
-    events = [
-        e
-        for e in matching(person, _filter_of(rule), now)
-        if in_window(e.timestamp, rule.window, zone, now)
-    ]
+    inside = window_test(rule.window, zone_of(person), now)
+    events = [e for e in matching(person, rule, now) if inside(e.timestamp)]
     if rule.aggregate is Aggregate.COUNT:
         return number_test(len(events), rule.op, rule.value)
     assert rule.property is not None
@@ -355,7 +367,7 @@ def _event(rule: EventCondition, person: Person, now: datetime) -> bool:
 
 
 def _event_time(rule: EventTimeCondition, person: Person, now: datetime) -> bool:
-    times = [e.timestamp for e in matching(person, _filter_of(rule), now)]
+    times = [e.timestamp for e in matching(person, rule, now)]
     if not times:
         return False
     moment = min(times) if rule.occurrence is Occurrence.FIRST else max(times)
@@ -363,12 +375,8 @@ def _event_time(rule: EventTimeCondition, person: Person, now: datetime) -> bool
 
 
 def _absence(rule: AbsenceCondition, person: Person, now: datetime) -> bool:
-    zone = zone_of(person)
-    started = [
-        e.timestamp
-        for e in matching(person, _filter_of(rule), now)
-        if in_window(e.timestamp, rule.window, zone, now)
-    ]
+    inside = window_test(rule.window, zone_of(person), now)
+    started = [e.timestamp for e in matching(person, rule, now) if inside(e.timestamp)]
     if not started:
         return False
     last = max(started)
