@@ -17,7 +17,7 @@ from regulars.errors import Conflict, ValidationFailed
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
 from regulars.segments import membership, service
-from regulars.segments.models import Segment, SegmentMembershipSpan
+from regulars.segments.models import Segment, SegmentCount, SegmentMembershipSpan
 from regulars.segments.schemas import SegmentCreate, SegmentUpdate
 from tests.customers.helpers import ingest, owner_of
 
@@ -188,6 +188,14 @@ def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
         changed = service.sweep(session)
     assert members("recent_buyers") == set()
     assert changed.get("recent_buyers") == 1
+    with session_scope(readonly=True) as session:
+        days = session.execute(
+            select(SegmentCount.day, SegmentCount.members_count)
+            .join(Segment, Segment.id == SegmentCount.segment_id)
+            .where(Segment.key == "recent_buyers")
+        ).all()
+    # The trend line: 1 member on the day it was computed, 0 on the day the sweep saw it go.
+    assert sorted((day, n) for day, n in days) == [("2026-05-04", 1), ("2026-05-11", 0)]
 
 
 def test_an_abandoned_checkout_counts_only_once_the_hour_is_up(moved_clock: FrozenClock) -> None:

@@ -233,7 +233,8 @@ def update_profile(
     customer.updated_at = at
     customer.traits_updated_at = at
     session.flush()
-    customer_changes.publish(session, customer_changes.one([customer.id], profile=True))
-    if changes.traits is not None:
+    if changes.traits is not None:  # update_traits tells listeners of the whole change
         customer = update_traits(session, customer.id, changes.traits, at=at)
+    else:
+        customer_changes.publish(session, customer_changes.one([customer.id], profile=True))
     return customer_reads(session, [customer])[0]

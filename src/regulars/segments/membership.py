@@ -107,9 +107,7 @@ def reevaluate(
             diff = Diff(entered=sorted(now_in - was_in), exited=sorted(was_in - now_in))
             if diff.entered or diff.exited:
                 write_diff(session, segment, diff, now=now)
-                repository.add_to_count(
-                    session, segment.id, len(diff.entered) - len(diff.exited), now
-                )
+                repository.add_to_count(session, segment.id, len(diff.entered) - len(diff.exited))
                 diffs[segment.id] = diff
     return diffs
 
@@ -197,4 +195,4 @@ def remove_customer(session: Session, customer_id: str, *, now: datetime) -> Non
     re-evaluated next."""
     for segment_id in repository.segment_ids_of(session, customer_id):
         repository.remove_members(session, segment_id, [customer_id], now)
-        repository.add_to_count(session, segment_id, -1, now)
+        repository.add_to_count(session, segment_id, -1)

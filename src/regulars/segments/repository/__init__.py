@@ -147,13 +147,14 @@ def remove_members(
         )
 
 
-def add_to_count(session: Session, segment_id: str, delta: int, at: datetime) -> None:
+def add_to_count(session: Session, segment_id: str, delta: int) -> None:
+    """Live changes move the count; the day's count for trend lines follows at the next
+    sweep (set_swept), not on every ingested batch."""
     session.execute(
         update(Segment)
         .where(Segment.id == segment_id)
         .values(members_count=Segment.members_count + delta)
     )
-    _record_day(session, segment_id, at)
 
 
 ANALYZE_AFTER_ROWS = 10_000
@@ -173,25 +174,23 @@ def set_computed(session: Session, segment_id: str, *, members: int, at: datetim
         .where(Segment.id == segment_id)
         .values(members_count=members, computed_at=at, swept_at=at)
     )
-    _record_day(session, segment_id, at)
+    _record_day(session, [segment_id], at)
 
 
 def set_swept(session: Session, segment_ids: Iterable[str], at: datetime) -> None:
     ids = list(segment_ids)
     if ids:
         session.execute(update(Segment).where(Segment.id.in_(ids)).values(swept_at=at))
+        _record_day(session, ids, at)
 
 
-def _record_day(session: Session, segment_id: str, at: datetime) -> None:
-    """Keep today's count (UTC) in step with the segment's count, for trend lines."""
-    count = select(Segment.members_count).where(Segment.id == segment_id).scalar_subquery()
-    day = at.date().isoformat()
+def _record_day(session: Session, segment_ids: Sequence[str], at: datetime) -> None:
+    """Keep today's count (UTC) in step with the segments' counts, for trend lines."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    day = literal(at.date().isoformat(), SegmentCount.day.type)
     statement = dialect.insert(SegmentCount).from_select(
         ["segment_id", "day", "members_count"],
-        select(Segment.id, literal(day, SegmentCount.day.type), count).where(
-            Segment.id == segment_id
-        ),
+        select(Segment.id, day, Segment.members_count).where(Segment.id.in_(segment_ids)),
     )
     excluded = statement.excluded
     session.execute(
@@ -199,15 +198,6 @@ def _record_day(session: Session, segment_id: str, at: datetime) -> None:
             index_elements=["segment_id", "day"], set_={"members_count": excluded.members_count}
         )
     )
-
-
-def counts(session: Session, segment_id: str, *, since_day: str) -> list[tuple[str, int]]:
-    query = (
-        select(SegmentCount.day, SegmentCount.members_count)
-        .where(SegmentCount.segment_id == segment_id, SegmentCount.day >= since_day)
-        .order_by(SegmentCount.day)
-    )
-    return [(day, int(n)) for day, n in session.execute(query)]
 
 
 def list_members(
