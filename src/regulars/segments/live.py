@@ -22,7 +22,7 @@ from regulars.segments import definitions, membership, repository
 from regulars.segments.membership import Target
 from regulars.segments.models import Segment
 from regulars.segments.repository import compiler
-from regulars.segments.rules import Dependencies, TimeDependence, dependencies, parse_rule
+from regulars.segments.rules import Dependencies, TimeDependence, dependencies
 
 
 @dataclass(frozen=True)
@@ -141,15 +141,17 @@ def sweep(session: Session, *, now: datetime | None = None) -> dict[str, int]:
     for segment in definitions.ensure_builtins(session, now=now):
         changed[segment.key] = membership.compute(session, segment, now=now).entered
     segment_index = index(session)
-    for segment in repository.all_segments(session):
-        deps = dependencies(parse_rule(segment.rule))
+    deps_by_id = {e.target.id: e.deps for e in segment_index.entries}
+    segments = repository.all_segments(session)
+    for segment in segments:
+        deps = deps_by_id[segment.id]
         since = segment.swept_at or segment.computed_at
         if deps.time is TimeDependence.NONE or since is None or since >= now:
             continue
         count = _sweep_one(session, segment, deps, since=since, now=now, idx=segment_index)
         if count:
             changed[segment.key] = changed.get(segment.key, 0) + count
-    repository.set_swept(session, [s.id for s in repository.all_segments(session)], now)
+    repository.set_swept(session, [s.id for s in segments], now)
     return changed
 
 
