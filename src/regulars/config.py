@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 
 from pydantic import Field, model_validator
@@ -39,6 +40,28 @@ class Settings(BaseSettings):
     lifecycle_at_risk_days: int = Field(default=180, ge=2, le=3650)
     lifecycle_loyal_orders: int = Field(default=3, ge=2, le=10_000)
     rfm_refresh_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # Messages (docs/messages.md).
+    secret_key: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    email_from: str = "Regulars Coffee <hello@regulars.localhost>"
+    unsubscribe_mailto: str = ""
+    default_timezone: str = "UTC"
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(8, 0)
+    quiet_hours_channels: list[str] = Field(default_factory=lambda: ["sms", "whatsapp", "push"])
+    quiet_hours_transactional: bool = False
+    frequency_caps: list[str] = Field(
+        default_factory=lambda: ["email:3/7d", "sms:2/7d", "whatsapp:2/7d", "push:3/1d", "all:6/7d"]
+    )
+    auto_channel_order: list[str] = Field(
+        default_factory=lambda: ["whatsapp", "sms", "email", "push", "inapp"]
+    )
+    delivery_max_attempts: int = Field(default=8, ge=1, le=50)
+    dispatch_batch_size: int = Field(default=200, ge=1, le=5000)
+    link_ttl_days: int = Field(default=60, ge=1, le=3650)
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = "mailto:hello@regulars.localhost"
 
     @model_validator(mode="after")
     def _lifecycle_in_order(self) -> Settings:

@@ -4,6 +4,14 @@ from regulars.customers import models as customers_models
 from regulars.db import Base
 from regulars.identity import models as identity_models
 from regulars.jobs import models as jobs_models
+from regulars.messages import models as messages_models
 from regulars.segments import models as segments_models
 
-__all__ = ["Base", "customers_models", "identity_models", "jobs_models", "segments_models"]
+__all__ = [
+    "Base",
+    "customers_models",
+    "identity_models",
+    "jobs_models",
+    "messages_models",
+    "segments_models",
+]

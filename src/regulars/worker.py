@@ -61,7 +61,18 @@ class Worker:
                 self.release(job_ids[ran:])
                 return ran
             self.run_job(job_id, now)
-        return len(job_ids)
+        return len(job_ids) + self.drain_queues(now)
+
+    def drain_queues(self, now: datetime | None = None) -> int:
+        """One batch from each domain queue (deliveries, ...); a failing queue is logged and
+        the others still run."""
+        handled = 0
+        for name, drain in self.registry.queues:
+            try:
+                handled += drain(self.worker_id, _now(now), self.batch_size)
+            except Exception:  # one broken queue must not stop jobs or the other queues
+                log.exception("queue %s failed", name)
+        return handled
 
     def run_forever(self, stop: threading.Event) -> None:
         """Run batches until `stop` is set, waiting `worker_poll_seconds` when the queue is dry."""
@@ -72,8 +83,8 @@ class Worker:
             except SQLAlchemyError:  # the database went away: log, wait, try again
                 log.exception("worker %s: database error", self.worker_id)
                 ran = 0
-            if ran < self.batch_size:
-                stop.wait(self.poll_seconds)
+            if ran == 0:
+                service.wait_for_work(self.poll_seconds)
         log.info("worker %s stopped", self.worker_id)
 
     def ensure_recurring(self, now: datetime | None = None) -> None:
@@ -173,5 +184,6 @@ class EmbeddedWorker:
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the thread to stop after its current job, and wait for it."""
         self._stop.set()
+        service.wake()
         if self._thread is not None:
             self._thread.join(timeout)

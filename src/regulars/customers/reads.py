@@ -238,3 +238,38 @@ def update_profile(
     else:
         customer_changes.publish(session, customer_changes.one([customer.id], profile=True))
     return customer_reads(session, [customer])[0]
+
+
+def get_customers(session: Session, customer_ids: Sequence[str]) -> dict[str, CustomerRead]:
+    """Many profiles at once (ids as stored, not followed through merges): five queries."""
+    found = repository.get_many(session, customer_ids)
+    return {read.id: read for read in customer_reads(session, list(found.values()))}
+
+
+def find_by_phone(session: Session, phone: str) -> str | None:
+    """The customer with this E.164 phone number; the most recently updated one if several."""
+    return repository.get_id_by_phone(session, phone)
+
+
+def recent_events(
+    session: Session, customer_ids: Sequence[str], *, name: str, since: datetime
+) -> list[tuple[str, EventRead]]:
+    """(customer id, event) of events named `name` at or after `since` (via the name index)."""
+    found = repository.events_named(session, customer_ids, name, since)
+    return [(event.customer_id, event_read(event)) for event in found]
+
+
+def find_by_identity(
+    session: Session, *, user_id: str | None, anonymous_id: str | None
+) -> str | None:
+    """The customer a tracking userId (first) or anonymousId belongs to."""
+    keys = []
+    if user_id:
+        keys.append((IdentityKind.USER_ID, user_id))
+    if anonymous_id:
+        keys.append((IdentityKind.ANONYMOUS_ID, anonymous_id))
+    found = repository.load_identities(session, keys)
+    for key in keys:
+        if key in found:
+            return found[key][0]
+    return None

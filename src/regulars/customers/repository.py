@@ -598,3 +598,27 @@ def _rfm_changes(table: Table) -> Any:
         .with_for_update(of=facts, key_share=True)
         .subquery("changed")
     )
+
+
+def get_id_by_phone(session: Session, phone: str) -> str | None:
+    return session.scalars(
+        select(Customer.id)
+        .where(Customer.phone == phone)
+        .order_by(Customer.updated_at.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def events_named(
+    session: Session, customer_ids: Sequence[str], name: str, since: datetime
+) -> list[Event]:
+    found: list[Event] = []
+    for chunk in _chunks(list(customer_ids)):
+        found.extend(
+            session.scalars(
+                select(Event).where(
+                    Event.name == name, Event.customer_id.in_(chunk), Event.timestamp >= since
+                )
+            )
+        )
+    return found

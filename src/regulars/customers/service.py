@@ -11,11 +11,15 @@ from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
 from regulars.customers.reads import (
     change_consents,
+    find_by_identity,
+    find_by_phone,
     find_customer,
     get_customer,
+    get_customers,
     list_consents,
     list_customers,
     list_events,
+    recent_events,
     update_profile,
 )
 from regulars.customers.rfm import refresh_rfm
@@ -28,8 +32,11 @@ __all__ = [
     "change_consents",
     "erase",
     "export",
+    "find_by_identity",
+    "find_by_phone",
     "find_customer",
     "get_customer",
+    "get_customers",
     "ingest",
     "list_consents",
     "list_customers",
@@ -38,6 +45,7 @@ __all__ = [
     "on_change",
     "on_removal",
     "prepare",
+    "recent_events",
     "record_system_events",
     "refresh_rfm",
     "resolve_id",

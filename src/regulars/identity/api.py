@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import binascii
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from regulars.db import session_scope
 from regulars.errors import Forbidden, Unauthorized
 from regulars.identity import service
-from regulars.identity.models import ApiKeyScope
+from regulars.identity.models import ApiKeyScope, Source
 from regulars.kit import clock
 
 _bearer = HTTPBearer(
@@ -67,3 +70,41 @@ def require_scope(needed: ApiKeyScope) -> Callable[..., Caller]:
         return caller
 
     return dependency
+
+
+# --- write keys: the store's site and SDKs (Segment-style HTTP Basic user) ---
+
+MAX_WRITE_KEY_CHARS = 64
+
+
+def write_key_of(authorization: str | None, body: Mapping[str, object]) -> str:
+    """The write key from HTTP Basic (user name, empty password) or else the body's writeKey."""
+    key = _basic_user(authorization) if authorization else ""
+    if not key:
+        in_body = body.get("writeKey")
+        key = in_body if isinstance(in_body, str) else ""
+    if not key:
+        raise Unauthorized(
+            "no write key: send it as the HTTP Basic user name or as writeKey in the body"
+        )
+    return key
+
+
+def _basic_user(authorization: str) -> str:
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("the Authorization header is not valid HTTP Basic") from exc
+    return decoded.partition(":")[0]
+
+
+def authenticate(session: Session, write_key: str) -> Source:
+    source = None
+    if len(write_key) <= MAX_WRITE_KEY_CHARS and "\x00" not in write_key:
+        source = service.get_source_by_write_key(session, write_key)
+    if source is None or source.disabled_at is not None:
+        raise Unauthorized("the write key is unknown or its source is disabled")
+    return source

@@ -8,8 +8,6 @@ concurrent request wins a race on a unique identity.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +17,6 @@ from typing import NotRequired, TypedDict
 import orjson
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from regulars.config import get_settings
@@ -27,9 +24,8 @@ from regulars.customers.models import EventType
 from regulars.customers.schemas import IngestResult
 from regulars.customers.service import PreparedBatch, prepare, store
 from regulars.db import session_scope
-from regulars.errors import PayloadTooLarge, RegularsError, Unauthorized
-from regulars.identity.models import Source
-from regulars.identity.service import get_source_by_write_key
+from regulars.errors import PayloadTooLarge, RegularsError
+from regulars.identity.api import authenticate, write_key_of
 from regulars.kit import clock
 from regulars.kit.responses import JSONBody
 
@@ -56,7 +52,6 @@ SHORT_PATHS = {
 BATCH_SHARED_FIELDS = ("context", "integrations", "sentAt")
 ATTEMPTS = 4
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
-MAX_WRITE_KEY_CHARS = 64
 GZIP_SLACK_BYTES = 1024  # a gzip body of incompressible data is a little larger than its content
 
 
@@ -154,39 +149,6 @@ def _gunzip(raw: bytes, *, limit: int) -> bytes:
 
 
 # ---- auth --------------------------------------------------------------------------------------
-
-
-def write_key_of(authorization: str | None, body: Mapping[str, object]) -> str:
-    """The write key from HTTP Basic (user name, empty password) or else the body's writeKey."""
-    key = _basic_user(authorization) if authorization else ""
-    if not key:
-        in_body = body.get("writeKey")
-        key = in_body if isinstance(in_body, str) else ""
-    if not key:
-        raise Unauthorized(
-            "no write key: send it as the HTTP Basic user name or as writeKey in the body"
-        )
-    return key
-
-
-def _basic_user(authorization: str) -> str:
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return ""
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise Unauthorized("the Authorization header is not valid HTTP Basic") from exc
-    return decoded.partition(":")[0]
-
-
-def authenticate(session: Session, write_key: str) -> Source:
-    source = None
-    if len(write_key) <= MAX_WRITE_KEY_CHARS and "\x00" not in write_key:
-        source = get_source_by_write_key(session, write_key)
-    if source is None or source.disabled_at is not None:
-        raise Unauthorized("the write key is unknown or its source is disabled")
-    return source
 
 
 # ---- messages ----------------------------------------------------------------------------------

@@ -17,12 +17,14 @@ import importlib
 import pkgutil
 import random
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
@@ -33,6 +35,9 @@ from regulars.kit import clock
 
 P = TypeVar("P", bound=Mapping[str, object])
 Handler = Callable[[Session, Any], None]  # the payload type is each handler's own TypedDict
+# A domain's own queue table (deliveries, journey runs): claim and work one batch with
+# sessions of its own; answer how many items it handled.
+QueueDrain = Callable[[str, datetime, int], int]
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BACKOFF_BASE = timedelta(seconds=15)
@@ -98,6 +103,7 @@ class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._schedules: dict[str, Schedule] = {}
+        self._queues: dict[str, QueueDrain] = {}
 
     def task(
         self, kind: str
@@ -129,6 +135,20 @@ class Registry:
 
         return register
 
+    def queue(self, name: str) -> Callable[[QueueDrain], QueueDrain]:
+        """Register a domain queue the worker drains each round: `fn(worker_id, now, limit)`."""
+        _check_kind(name)
+
+        def register(fn: QueueDrain) -> QueueDrain:
+            self._queues[name] = fn
+            return fn
+
+        return register
+
+    @property
+    def queues(self) -> list[tuple[str, QueueDrain]]:
+        return sorted(self._queues.items())
+
     def _add_handler(self, kind: str, fn: Handler) -> None:
         known = self._handlers.get(kind)
         if known is not None and _qualified(known) != _qualified(fn):
@@ -157,6 +177,38 @@ def _qualified(fn: Callable[..., object]) -> str:
 registry = Registry()
 task = registry.task
 recurring = registry.recurring
+queue = registry.queue
+
+# Set when work was committed that a worker of this process should pick up now, rather than
+# at its next poll (a transactional message must reach its provider in milliseconds).
+_work_arrived = threading.Event()
+
+
+def wake_after_commit(session: Session) -> None:
+    """Wake this process's workers once the session's transaction commits."""
+    session.info["regulars.wake_worker"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_on_commit(session: Session) -> None:
+    if session.info.pop("regulars.wake_worker", False):
+        _work_arrived.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session: Session) -> None:
+    session.info.pop("regulars.wake_worker", None)
+
+
+def wake() -> None:
+    _work_arrived.set()
+
+
+def wait_for_work(timeout: float) -> bool:
+    """Wait until woken or `timeout` seconds pass; True when woken."""
+    woken = _work_arrived.wait(timeout)
+    _work_arrived.clear()
+    return woken
 
 
 def discover(package: str = "regulars") -> list[str]:

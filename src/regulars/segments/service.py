@@ -263,3 +263,11 @@ def history_of(
         ],
         next_cursor=encode_cursor(last.entered_at.isoformat(), last.id) if more and last else None,
     )
+
+
+def member_ids_after(
+    session: Session, key_or_id: str, *, after: str | None, limit: int
+) -> list[str]:
+    """Member ids in id order, after `after`: how broadcasts walk a segment of any size."""
+    segment = require(session, key_or_id)
+    return repository.list_member_ids(session, segment.id, after=after, limit=limit)

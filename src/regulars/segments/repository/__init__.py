@@ -200,6 +200,20 @@ def _record_day(session: Session, segment_ids: Sequence[str], at: datetime) -> N
     )
 
 
+def list_member_ids(
+    session: Session, segment_id: str, *, after: str | None, limit: int
+) -> list[str]:
+    query = (
+        select(SegmentMember.customer_id)
+        .where(SegmentMember.segment_id == segment_id)
+        .order_by(SegmentMember.customer_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(SegmentMember.customer_id > after)
+    return list(session.scalars(query))
+
+
 def list_members(
     session: Session, segment_id: str, *, after: str | None, limit: int
 ) -> list[tuple[SegmentMember, Customer]]:

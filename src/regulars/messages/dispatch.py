@@ -1,0 +1,428 @@
+"""Carry queued deliveries to their providers: claim, send, record.
+
+A round is three steps, so no transaction stays open while a provider answers:
+`claim` (one short transaction: due rows become `sending` under this worker's lease),
+`deliver` (no database: each channel's batch goes to its first provider, what fails with a
+timeout or 5xx fails over to the next one, a 4xx is final), `record` (one transaction:
+statuses, retries with backoff, suppressions, timeline events, in-app inbox rows).
+
+A worker killed between deliver and record leaves its rows `sending`; once the lease is
+over they are claimed again. The provider may then see a message twice (at-least-once), and
+email carries the same Message-ID both times, so mailbox providers fold the copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from regulars.config import get_settings
+from regulars.customers import service as customers
+from regulars.jobs import service as jobs
+from regulars.kit import ids
+from regulars.messages import links, repository
+from regulars.messages.channels import TRANSPORTS
+from regulars.messages.channels.base import (
+    Accepted,
+    Outgoing,
+    PermanentError,
+    PushTarget,
+    TransientError,
+    Transport,
+)
+from regulars.messages.models import (
+    Category,
+    Delivery,
+    DeliveryStatus,
+    MessageChannel,
+)
+from regulars.messages.sending import timeline_event
+
+LEASE = timedelta(minutes=5)
+RATE_LIMITED_RETRY = timedelta(seconds=1)
+SANDBOX = "sandbox"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    kind: str
+    config: Mapping[str, Any]
+    rate_per_second: float | None
+    version: str  # changes when the provider row changes: the transport is made anew
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A claimed delivery, copied out of the session that claimed it."""
+
+    message: Outgoing
+    attempts: int
+    expires_at: datetime | None
+    template: str | None
+
+
+@dataclass(slots=True)
+class Result:
+    delivery_id: str
+    status: DeliveryStatus
+    provider: str | None = None
+    provider_message_id: str | None = None
+    reason: str | None = None
+    next_attempt_at: datetime | None = None
+    uncount_attempt: bool = False
+    bounce: bool = False
+    gone: bool = False
+
+
+@dataclass
+class Round:
+    claimed: list[Claimed]
+    chains: dict[MessageChannel, list[ProviderSpec]]
+    results: list[Result] = field(default_factory=list)
+
+
+# --- claim ---
+
+
+def claim(session: Session, *, worker_id: str, now: datetime, limit: int) -> Round:
+    rows = repository.claim_due(
+        session, now=now, limit=limit, worker_id=worker_id, locked_until=now + LEASE
+    )
+    push = _push_targets(session, [r for r in rows if r.channel == MessageChannel.PUSH])
+    claimed = [
+        Claimed(
+            _outgoing(row, push.get(row.address or "")),
+            row.attempts,
+            row.expires_at,
+            row.template_key,
+        )
+        for row in rows
+    ]
+    chains = {channel: provider_chain(session, channel) for channel in {r.channel for r in rows}}
+    return Round(claimed=claimed, chains=chains)
+
+
+def _push_targets(session: Session, rows: Sequence[Delivery]) -> dict[str, PushTarget]:
+    subscriptions = repository.push_subscriptions_of(session, {r.customer_id for r in rows})
+    return {
+        s.endpoint: PushTarget(s.endpoint, s.p256dh, s.auth)
+        for found in subscriptions.values()
+        for s in found
+    }
+
+
+def _outgoing(row: Delivery, push: PushTarget | None) -> Outgoing:
+    headers: dict[str, str] = {}
+    if row.channel == MessageChannel.EMAIL and row.category == Category.MARKETING:
+        # RFC 8058: a POST to the https URL unsubscribes at once; mailto for older clients.
+        headers["List-Unsubscribe"] = (
+            f"<{links.unsubscribe_url(row.id)}>, <{links.unsubscribe_mailto(row.id)}>"
+        )
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return Outgoing(
+        delivery_id=row.id,
+        channel=MessageChannel(row.channel),
+        category=Category(row.category),
+        customer_id=row.customer_id,
+        address=row.address or "",
+        content=dict(row.content),
+        headers=headers,
+        push=push,
+    )
+
+
+def provider_chain(session: Session, channel: MessageChannel) -> list[ProviderSpec]:
+    """The channel's enabled providers by priority: the fail-over order. None configured:
+    the sandbox, which keeps what would have been sent."""
+    chain = [
+        ProviderSpec(
+            name=p.name,
+            kind=p.kind,
+            config=_with_defaults(p.name, p.kind, p.config),
+            rate_per_second=p.rate_per_second,
+            version=p.updated_at.isoformat(),
+        )
+        for p in repository.list_providers(session, channel)
+        if p.enabled
+    ]
+    return chain or [ProviderSpec(SANDBOX, SANDBOX, {}, None, "")]
+
+
+def _with_defaults(name: str, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings a provider's config may leave out: Twilio reports delivery status to our
+    webhook, web push signs with the instance's VAPID key."""
+    settings = get_settings()
+    filled = dict(config)
+    if kind.startswith("twilio") and not filled.get("status_callback_url"):
+        base = settings.public_url.rstrip("/")
+        filled["status_callback_url"] = f"{base}/webhooks/twilio/{name}/status"
+    if kind == "webpush":
+        filled.setdefault("vapid_private_key", settings.vapid_private_key)
+        filled.setdefault("vapid_subject", settings.vapid_subject)
+    return filled
+
+
+# --- deliver: no database here ---
+
+
+_transports: dict[tuple[int, str], tuple[str, Transport]] = {}
+_transports_lock = threading.Lock()
+
+
+def transport_for(spec: ProviderSpec) -> Transport:
+    """One transport per provider and thread, kept across rounds (SMTP connections stay
+    open); made anew when the provider's settings change."""
+    key = (threading.get_ident(), spec.name)
+    with _transports_lock:
+        found = _transports.get(key)
+    if found is not None and found[0] == spec.version:
+        return found[1]
+    if found is not None:
+        found[1].close()
+    transport = TRANSPORTS[spec.kind](spec.config)
+    with _transports_lock:
+        _transports[key] = (spec.version, transport)
+    return transport
+
+
+def close_transports() -> None:
+    with _transports_lock:
+        found = list(_transports.values())
+        _transports.clear()
+    for _version, transport in found:
+        transport.close()
+
+
+class RateLimiter:
+    """A token bucket per provider (per process): at most `rate` messages a second, bursts
+    up to one second's worth. Time comes from the caller, so tests move it."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, name: str, rate: float | None, wanted: int, now: datetime) -> int:
+        if rate is None:
+            return wanted
+        with self._lock:
+            tokens, at = self._buckets.get(name, (rate, now))
+            tokens = min(rate, tokens + max((now - at).total_seconds(), 0.0) * rate)
+            granted = min(wanted, int(tokens))
+            self._buckets[name] = (tokens - granted, now)
+        return granted
+
+
+limiter = RateLimiter()
+
+
+def deliver(work: Round, *, now: datetime) -> list[Result]:
+    """Send every claimed message through its channel's providers; one result each."""
+    results: list[Result] = []
+    live: dict[MessageChannel, list[Claimed]] = {}
+    for item in work.claimed:
+        if item.expires_at is not None and item.expires_at <= now:
+            results.append(_expired(item))
+        else:
+            live.setdefault(item.message.channel, []).append(item)
+    for channel, items in live.items():
+        results.extend(_through_chain(items, work.chains[channel], now=now))
+    return results
+
+
+def _expired(item: Claimed) -> Result:
+    return Result(item.message.delivery_id, DeliveryStatus.EXPIRED, reason="expired: not sent")
+
+
+def _through_chain(
+    items: list[Claimed], chain: Sequence[ProviderSpec], *, now: datetime
+) -> list[Result]:
+    results: list[Result] = []
+    pending, errors = items, {}
+    for spec in chain:
+        if not pending:
+            break
+        granted = limiter.take(spec.name, spec.rate_per_second, len(pending), now)
+        batch, held = pending[:granted], pending[granted:]
+        results.extend(_held(item, now) for item in held)
+        pending = []
+        outcomes = _send(spec, [item.message for item in batch])
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, TransientError):
+                errors[item.message.delivery_id] = f"{spec.name}: {outcome.detail}"
+                pending.append(item)  # fail over to the next provider
+            else:
+                results.append(_final(item, spec.name, outcome))
+    results.extend(_retry(item, errors[item.message.delivery_id], now) for item in pending)
+    return results
+
+
+def _send(spec: ProviderSpec, messages: list[Outgoing]) -> list[Any]:
+    if not messages:
+        return []
+    try:
+        outcomes = transport_for(spec).send_many(messages)
+    except Exception as exc:  # a transport bug or bad config: every message may go elsewhere
+        return [TransientError(f"{type(exc).__name__}: {exc}") for _ in messages]
+    return list(outcomes)
+
+
+def _held(item: Claimed, now: datetime) -> Result:
+    return Result(
+        item.message.delivery_id,
+        DeliveryStatus.QUEUED,
+        next_attempt_at=now + RATE_LIMITED_RETRY,
+        uncount_attempt=True,
+    )
+
+
+def _final(item: Claimed, provider: str, outcome: Accepted | PermanentError) -> Result:
+    delivery_id = item.message.delivery_id
+    if isinstance(outcome, Accepted):
+        return Result(delivery_id, outcome.status, provider, outcome.provider_message_id)
+    status = DeliveryStatus.BOUNCED if outcome.bounce else DeliveryStatus.FAILED
+    return Result(
+        delivery_id,
+        status,
+        provider,
+        reason=f"{provider}: {outcome.detail}",
+        bounce=outcome.bounce,
+        gone=outcome.gone,
+    )
+
+
+def _retry(item: Claimed, error: str, now: datetime) -> Result:
+    """Every provider failed for now: try again after a backoff, or give up."""
+    if item.attempts >= get_settings().delivery_max_attempts:
+        return Result(
+            item.message.delivery_id,
+            DeliveryStatus.FAILED,
+            reason=f"gave up after {item.attempts} attempts; last: {error}",
+        )
+    return Result(
+        item.message.delivery_id,
+        DeliveryStatus.DEFERRED,
+        reason=f"retry: {error}",
+        next_attempt_at=now + jobs.backoff(item.attempts),
+    )
+
+
+# --- record ---
+
+
+def record(
+    session: Session, work: Round, results: Sequence[Result], *, worker_id: str, now: datetime
+) -> int:
+    """Write what happened, in one transaction; rows whose lease this worker lost are left
+    to their new owner. Answers how many were recorded."""
+    held = repository.still_claimed(session, [r.delivery_id for r in results], worker_id=worker_id)
+    results = [r for r in results if r.delivery_id in held]
+    by_id = {c.message.delivery_id: c for c in work.claimed}
+    repository.save_outcomes(session, [_outcome_row(r, by_id[r.delivery_id], now) for r in results])
+    customers.record_system_events(session, _events(results, by_id, now))
+    _suppress(session, results, by_id, now)
+    repository.delete_push_subscriptions(
+        session, {by_id[r.delivery_id].message.address for r in results if r.gone}
+    )
+    repository.add_inbox_messages(session, _inbox_rows(results, by_id, now))
+    return len(results)
+
+
+def _outcome_row(result: Result, item: Claimed, now: datetime) -> dict[str, Any]:
+    sent = result.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
+    return {
+        "id": result.delivery_id,
+        "status": result.status,
+        "reason": result.reason,
+        "provider": result.provider,
+        "provider_message_id": result.provider_message_id,
+        "next_attempt_at": result.next_attempt_at,
+        "attempts": item.attempts - 1 if result.uncount_attempt else item.attempts,
+        "locked_by": None,
+        "locked_until": None,
+        "updated_at": now,
+        "sent_at": now if sent else None,
+        "delivered_at": now if result.status == DeliveryStatus.DELIVERED else None,
+    }
+
+
+def _events(
+    results: Sequence[Result], by_id: Mapping[str, Claimed], now: datetime
+) -> list[customers.SystemEvent]:
+    events = []
+    for result in results:
+        if result.uncount_attempt:
+            continue  # held back by a rate limit: nothing happened to the customer yet
+        item = by_id[result.delivery_id]
+        if result.status == DeliveryStatus.DELIVERED:  # sandbox, in-app: sent and delivered
+            events.append(_event(result, item, DeliveryStatus.SENT, now))
+        events.append(_event(result, item, result.status, now))
+    return events
+
+
+def _event(
+    result: Result, item: Claimed, status: DeliveryStatus, now: datetime
+) -> customers.SystemEvent:
+    message = item.message
+    event = timeline_event(
+        {
+            "id": message.delivery_id,
+            "customer_id": message.customer_id,
+            "channel": message.channel,
+            "category": message.category,
+            "template_key": item.template,
+            "status": status,
+            "reason": result.reason,
+            "updated_at": now,
+        }
+    )
+    if status != DeliveryStatus.DEFERRED:
+        return event
+    # A delivery may be retried several times: one event per attempt.
+    return dataclasses.replace(event, key=f"{event.key}:{item.attempts}")
+
+
+def _suppress(
+    session: Session, results: Sequence[Result], by_id: Mapping[str, Claimed], now: datetime
+) -> None:
+    rows = [
+        {
+            "channel": by_id[r.delivery_id].message.channel,
+            "address": by_id[r.delivery_id].message.address,
+            "reason": "hard_bounce",
+            "delivery_id": r.delivery_id,
+            "created_at": now,
+        }
+        for r in results
+        if r.bounce and by_id[r.delivery_id].message.address
+    ]
+    repository.add_suppressions(session, rows)
+
+
+def _inbox_rows(
+    results: Sequence[Result], by_id: Mapping[str, Claimed], now: datetime
+) -> list[dict[str, Any]]:
+    rows = []
+    for result in results:
+        message = by_id[result.delivery_id].message
+        if message.channel != MessageChannel.INAPP or result.status != DeliveryStatus.DELIVERED:
+            continue
+        rows.append(
+            {
+                "id": ids.new_id(),
+                "customer_id": message.customer_id,
+                "delivery_id": message.delivery_id,
+                "title": str(message.content.get("title", "")),
+                "body": str(message.content.get("body", "")),
+                "link": message.content.get("link") or None,
+                "created_at": now,
+                "read_at": None,
+            }
+        )
+    return rows

@@ -1,0 +1,450 @@
+"""Every query of the messages domain. Deliveries are the queue: PostgreSQL claims them with
+FOR UPDATE SKIP LOCKED; on SQLite the one write lock serialises claims, so the portable path
+is the same query unlocked."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, Table, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from regulars.db import Base
+from regulars.messages.models import (
+    Broadcast,
+    Category,
+    Delivery,
+    DeliveryStatus,
+    InboxMessage,
+    MessageChannel,
+    MessagePause,
+    Provider,
+    PushSubscription,
+    Suppression,
+    Template,
+    TemplateVersion,
+)
+
+CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(session: Session, model: type[Base]) -> Any:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return (postgresql.insert if _is_postgres(session) else sqlite.insert)(table)
+
+
+def _rowcount(result: object) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+# --- templates ---
+
+
+def get_template(session: Session, key: str, channel: MessageChannel) -> Template | None:
+    return session.scalars(
+        select(Template).where(Template.key == key, Template.channel == channel)
+    ).one_or_none()
+
+
+def templates_by_key(session: Session, key: str) -> list[Template]:
+    return list(session.scalars(select(Template).where(Template.key == key)))
+
+
+def list_templates(session: Session) -> list[Template]:
+    return list(session.scalars(select(Template).order_by(Template.key, Template.channel)))
+
+
+def get_version(session: Session, template_id: str, version: int) -> TemplateVersion | None:
+    return session.get(TemplateVersion, (template_id, version))
+
+
+def list_versions(session: Session, template_id: str) -> list[TemplateVersion]:
+    return list(
+        session.scalars(
+            select(TemplateVersion)
+            .where(TemplateVersion.template_id == template_id)
+            .order_by(TemplateVersion.version)
+        )
+    )
+
+
+def template_topics(session: Session, channel: MessageChannel) -> list[str]:
+    query = select(Template.topic).where(Template.channel == channel, Template.topic != "")
+    return sorted(set(session.scalars(query)))
+
+
+def delete_template(session: Session, template: Template) -> None:
+    session.delete(template)
+
+
+# --- deliveries ---
+
+
+def insert_deliveries(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert deliveries; a row whose idempotency key is taken is skipped. Answers the ids
+    inserted."""
+    inserted: set[str] = set()
+    for chunk in _chunks(rows):
+        statement = (
+            _insert(session, Delivery)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(Delivery.__table__.c.id)
+        )
+        inserted.update(session.scalars(statement))
+    return inserted
+
+
+def get_delivery(session: Session, delivery_id: str) -> Delivery | None:
+    return session.get(Delivery, delivery_id)
+
+
+def get_deliveries(session: Session, ids: Collection[str]) -> dict[str, Delivery]:
+    found: dict[str, Delivery] = {}
+    for chunk in _chunks(list(ids)):
+        found.update(
+            (d.id, d) for d in session.scalars(select(Delivery).where(Delivery.id.in_(chunk)))
+        )
+    return found
+
+
+def delivery_ids_by_keys(session: Session, keys: Collection[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in _chunks(list(keys)):
+        rows = session.execute(
+            select(Delivery.idempotency_key, Delivery.id).where(Delivery.idempotency_key.in_(chunk))
+        )
+        found.update((key, delivery_id) for key, delivery_id in rows if key is not None)
+    return found
+
+
+def get_by_provider_message(session: Session, provider_message_id: str) -> Delivery | None:
+    return session.scalars(
+        select(Delivery).where(Delivery.provider_message_id == provider_message_id).limit(1)
+    ).one_or_none()
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    customer_id: str | None,
+    channel: MessageChannel | None,
+    status: DeliveryStatus | None,
+    broadcast_id: str | None,
+    provider: str | None,
+    before_id: str | None,
+    limit: int,
+) -> list[Delivery]:
+    """Newest first (ids are time-ordered ULIDs), keyset-paginated by id."""
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    for column, value in (
+        (Delivery.customer_id, customer_id),
+        (Delivery.channel, channel),
+        (Delivery.status, status),
+        (Delivery.broadcast_id, broadcast_id),
+        (Delivery.provider, provider),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if before_id is not None:
+        query = query.where(Delivery.id < before_id)
+    return list(session.scalars(query))
+
+
+_CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, worker_id: str, locked_until: datetime
+) -> list[Delivery]:
+    """Claim up to `limit` due deliveries for this worker. A claimed delivery's
+    next_attempt_at is its lease end, so one whose worker died is due again afterwards."""
+    query = (
+        select(Delivery.id)
+        .where(Delivery.status.in_(_CLAIMABLE), Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if not ids:
+        return []
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids))
+        .values(
+            status=DeliveryStatus.SENDING,
+            locked_by=worker_id,
+            locked_until=locked_until,
+            next_attempt_at=locked_until,
+            attempts=Delivery.attempts + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(select(Delivery).where(Delivery.id.in_(ids))))
+
+
+def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id: str) -> set[str]:
+    """The deliveries this worker still holds (a lease can be lost to another worker)."""
+    held: set[str] = set()
+    for chunk in _chunks(list(delivery_ids)):
+        query = select(Delivery.id).where(
+            Delivery.id.in_(chunk),
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.locked_by == worker_id,
+        )
+        if _is_postgres(session):
+            query = query.with_for_update()
+        held.update(session.scalars(query))
+    return held
+
+
+def save_outcomes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write each claimed delivery's new state (executemany by primary key)."""
+    if rows:
+        session.execute(update(Delivery), list(rows))
+
+
+def recent_marketing(
+    session: Session, customer_ids: Collection[str], *, since: datetime
+) -> list[tuple[str, MessageChannel, datetime]]:
+    """Marketing deliveries that count towards frequency caps (made since `since`, not
+    refused by a policy)."""
+    counted = [s for s in DeliveryStatus if s not in _NOT_COUNTED]
+    found: list[tuple[str, MessageChannel, datetime]] = []
+    for chunk in _chunks(list(customer_ids)):
+        rows = session.execute(
+            select(Delivery.customer_id, Delivery.channel, Delivery.created_at).where(
+                Delivery.customer_id.in_(chunk),
+                Delivery.created_at >= since,
+                Delivery.category == Category.MARKETING,
+                Delivery.status.in_(counted),
+            )
+        )
+        found.extend((c, MessageChannel(ch), at) for c, ch, at in rows)
+    return found
+
+
+_NOT_COUNTED = (
+    DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.EXPIRED,
+    DeliveryStatus.CANCELLED,
+    DeliveryStatus.FAILED,
+)
+
+
+def status_counts(session: Session, *, broadcast_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.broadcast_id == broadcast_id)
+        .group_by(Delivery.status)
+    )
+    return {str(status): int(count) for status, count in rows}
+
+
+def cancel_pending(session: Session, *, broadcast_id: str, now: datetime) -> int:
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.broadcast_id == broadcast_id,
+            Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED,
+            reason="broadcast cancelled",
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+# --- suppressions ---
+
+
+def suppressions_for(
+    session: Session, channel: MessageChannel, addresses: Collection[str]
+) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in _chunks(list(addresses)):
+        rows = session.execute(
+            select(Suppression.address, Suppression.reason).where(
+                Suppression.channel == channel, Suppression.address.in_(chunk)
+            )
+        )
+        found.update((address, reason) for address, reason in rows)
+    return found
+
+
+def add_suppressions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        session.execute(
+            _insert(session, Suppression)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+        )
+
+
+def remove_suppression(session: Session, channel: MessageChannel, address: str) -> int:
+    result = session.execute(
+        delete(Suppression).where(Suppression.channel == channel, Suppression.address == address)
+    )
+    return _rowcount(result)
+
+
+def list_suppressions(session: Session, *, limit: int) -> list[Suppression]:
+    return list(
+        session.scalars(select(Suppression).order_by(Suppression.created_at.desc()).limit(limit))
+    )
+
+
+# --- providers ---
+
+
+def list_providers(session: Session, channel: MessageChannel | None = None) -> list[Provider]:
+    query = select(Provider).order_by(Provider.channel, Provider.priority, Provider.name)
+    if channel is not None:
+        query = query.where(Provider.channel == channel)
+    return list(session.scalars(query))
+
+
+def get_provider(session: Session, name: str) -> Provider | None:
+    return session.get(Provider, name)
+
+
+# --- push subscriptions ---
+
+
+def push_subscriptions_of(
+    session: Session, customer_ids: Collection[str]
+) -> dict[str, list[PushSubscription]]:
+    found: dict[str, list[PushSubscription]] = {}
+    for chunk in _chunks(list(customer_ids)):
+        query = (
+            select(PushSubscription)
+            .where(PushSubscription.customer_id.in_(chunk))
+            .order_by(PushSubscription.created_at.desc())
+        )
+        for subscription in session.scalars(query):
+            found.setdefault(subscription.customer_id, []).append(subscription)
+    return found
+
+
+def get_push_subscription(session: Session, endpoint: str) -> PushSubscription | None:
+    return session.scalars(
+        select(PushSubscription).where(PushSubscription.endpoint == endpoint)
+    ).one_or_none()
+
+
+def delete_push_subscriptions(session: Session, endpoints: Collection[str]) -> int:
+    if not endpoints:
+        return 0
+    result = session.execute(
+        delete(PushSubscription).where(PushSubscription.endpoint.in_(list(endpoints)))
+    )
+    return _rowcount(result)
+
+
+# --- in-app inbox ---
+
+
+def add_inbox_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        session.execute(
+            _insert(session, InboxMessage)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=["delivery_id"])
+        )
+
+
+def list_inbox(
+    session: Session, customer_id: str, *, before_id: str | None, limit: int
+) -> list[InboxMessage]:
+    query = (
+        select(InboxMessage)
+        .where(InboxMessage.customer_id == customer_id)
+        .order_by(InboxMessage.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(InboxMessage.id < before_id)
+    return list(session.scalars(query))
+
+
+def unread_count(session: Session, customer_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                InboxMessage.customer_id == customer_id, InboxMessage.read_at.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def mark_read(
+    session: Session, customer_id: str, *, message_ids: Collection[str] | None, at: datetime
+) -> list[str]:
+    """Mark the given messages (or all) read; answers the delivery ids newly read."""
+    condition = and_(InboxMessage.customer_id == customer_id, InboxMessage.read_at.is_(None))
+    if message_ids is not None:
+        condition = and_(condition, InboxMessage.id.in_(list(message_ids)))
+    delivery_ids = list(session.scalars(select(InboxMessage.delivery_id).where(condition)))
+    session.execute(
+        update(InboxMessage)
+        .where(condition)
+        .values(read_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return delivery_ids
+
+
+# --- pauses ---
+
+
+def pauses_of(session: Session, customer_ids: Collection[str]) -> dict[str, datetime]:
+    found: dict[str, datetime] = {}
+    for chunk in _chunks(list(customer_ids)):
+        rows = session.execute(
+            select(MessagePause.customer_id, MessagePause.until).where(
+                MessagePause.customer_id.in_(chunk)
+            )
+        )
+        found.update((customer_id, until) for customer_id, until in rows)
+    return found
+
+
+def set_pause(session: Session, customer_id: str, until: datetime | None) -> None:
+    session.execute(delete(MessagePause).where(MessagePause.customer_id == customer_id))
+    if until is not None:
+        session.add(MessagePause(customer_id=customer_id, until=until))
+
+
+# --- broadcasts ---
+
+
+def get_broadcast(session: Session, broadcast_id: str, *, lock: bool = False) -> Broadcast | None:
+    if lock and _is_postgres(session):
+        return session.get(Broadcast, broadcast_id, with_for_update=True)
+    return session.get(Broadcast, broadcast_id)
+
+
+def list_broadcasts(session: Session, *, limit: int) -> list[Broadcast]:
+    return list(session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit)))

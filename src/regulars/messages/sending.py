@@ -1,0 +1,463 @@
+"""send(): the one way a message leaves regulars (the API, broadcasts and journeys call it).
+
+A batch of requests becomes delivery rows in a fixed handful of queries: read everything the
+policies need for all customers at once, then per request pick the channel, apply the
+policies in order, render, and insert. A refused message is still a row (status suppressed,
+with the reason) and an event on the customer's timeline: every message's fate is known.
+The worker (messages/dispatch.py) carries the queued rows to the providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from regulars.config import get_settings
+from regulars.customers import service as customers
+from regulars.customers.schemas import CustomerRead
+from regulars.jobs import service as jobs
+from regulars.kit import clock, ids
+from regulars.messages import links, policy, rendering, repository, templates
+from regulars.messages.models import (
+    Category,
+    DeliveryStatus,
+    MessageChannel,
+    PushSubscription,
+    Template,
+    TemplateVersion,
+)
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+INBOUND_EVENT = "message.received"
+MAX_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One message to one customer. `channel` None is "auto"; `content` (inline, the
+    channel's template fields) replaces `template`; `not_before` holds it back (broadcast
+    local time and throttle)."""
+
+    customer_id: str
+    template: str | None = None
+    content: Mapping[str, Any] | None = None
+    channel: MessageChannel | None = None
+    category: Category | None = None
+    topic: str | None = None
+    idempotency_key: str | None = None
+    expires_at: datetime | None = None
+    event: Mapping[str, Any] = field(default_factory=dict)
+    locale: str | None = None
+    broadcast_id: str | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What send decided for one request: the row to insert, and the verdict behind it."""
+
+    row: dict[str, Any]
+    verdict: policy.Verdict
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything the policies and rendering read, loaded once for a whole batch."""
+
+    now: datetime
+    customers: dict[str, CustomerRead]
+    templates: dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]
+    suppressions: dict[tuple[MessageChannel, str], str]
+    pauses: dict[str, datetime]
+    recent: dict[str, list[tuple[MessageChannel, datetime]]]
+    push: dict[str, list[PushSubscription]]
+    whatsapp_open: set[str]
+    caps: list[policy.Cap]
+    quiet: policy.QuietHours
+
+
+def send(session: Session, request: SendRequest) -> str:
+    """Queue one message (or record why it may not go); answers the delivery id. The same
+    idempotency key answers the first delivery's id, and nothing new is sent."""
+    return send_many(session, [request])[0]
+
+
+def send_many(session: Session, requests: Sequence[SendRequest]) -> list[str]:
+    """Queue many messages at once; answers one delivery id per request, in order."""
+    if len(requests) > MAX_BATCH:
+        raise ValueError(f"send at most {MAX_BATCH} messages per call")
+    keys = [r.idempotency_key for r in requests if r.idempotency_key]
+    known = repository.delivery_ids_by_keys(session, keys) if keys else {}
+    fresh = [r for r in requests if not r.idempotency_key or r.idempotency_key not in known]
+    fresh = list({r.idempotency_key or id(r): r for r in fresh}.values())  # first of a key
+    context = gather(session, fresh, now=clock.now())
+    plans = [plan(request, context) for request in fresh]
+    inserted = repository.insert_deliveries(session, [p.row for p in plans])
+    stored = [p.row for p in plans if p.row["id"] in inserted]
+    customers.record_system_events(session, [timeline_event(row) for row in stored])
+    if any(row["status"] == DeliveryStatus.QUEUED for row in stored):
+        jobs.wake_after_commit(session)
+    made = {id(r): p.row["id"] for r, p in zip(fresh, plans, strict=True)}
+    # A key taken meanwhile by another transaction answers that transaction's delivery.
+    lost = [p.row["idempotency_key"] for p in plans if p.row["id"] not in inserted]
+    known.update(repository.delivery_ids_by_keys(session, lost) if lost else {})
+    for request, p in zip(fresh, plans, strict=True):
+        if request.idempotency_key and p.row["id"] in inserted:
+            known.setdefault(request.idempotency_key, p.row["id"])
+    return [known[r.idempotency_key] if r.idempotency_key else made[id(r)] for r in requests]
+
+
+def timeline_event(row: Mapping[str, Any]) -> customers.SystemEvent:
+    status = DeliveryStatus(row["status"])
+    properties: dict[str, Any] = {
+        "delivery_id": row["id"],
+        "channel": str(row["channel"]),
+        "category": str(row["category"]),
+        "template": row.get("template_key"),
+    }
+    if row.get("reason"):
+        properties["reason"] = row["reason"]
+    return customers.SystemEvent(
+        customer_id=row["customer_id"],
+        name=f"message.{status.value}",
+        properties=properties,
+        timestamp=row["updated_at"],
+        key=f"{row['id']}:{status.value}",
+    )
+
+
+# --- gathering: a fixed number of queries per batch ---
+
+
+def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) -> Context:
+    settings = get_settings()
+    customer_ids = sorted({r.customer_id for r in requests})
+    found = customers.get_customers(session, customer_ids)
+    caps = policy.parse_caps(settings.frequency_caps)
+    longest = max((cap.window for cap in caps), default=timedelta(0))
+    recent: dict[str, list[tuple[MessageChannel, datetime]]] = {}
+    if caps:
+        for customer_id, channel, at in repository.recent_marketing(
+            session, customer_ids, since=now - longest
+        ):
+            recent.setdefault(customer_id, []).append((channel, at))
+    return Context(
+        now=now,
+        customers=found,
+        templates=_templates(session, {r.template for r in requests if r.template}),
+        suppressions=_suppressions(session, found.values()),
+        pauses=repository.pauses_of(session, customer_ids),
+        recent=recent,
+        push=repository.push_subscriptions_of(session, customer_ids),
+        whatsapp_open=_whatsapp_open(session, customer_ids, now=now),
+        caps=caps,
+        quiet=quiet_hours(),
+    )
+
+
+def quiet_hours() -> policy.QuietHours:
+    settings = get_settings()
+    return policy.QuietHours(
+        start=settings.quiet_hours_start,
+        end=settings.quiet_hours_end,
+        channels=frozenset(MessageChannel(c) for c in settings.quiet_hours_channels),
+        transactional=settings.quiet_hours_transactional,
+    )
+
+
+def _templates(
+    session: Session, keys: Iterable[str]
+) -> dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]:
+    found: dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]] = {}
+    for key in keys:
+        found[key] = {
+            channel: (template, templates.current(session, template))
+            for channel, template in templates.by_key(session, key).items()
+        }
+    return found
+
+
+def _suppressions(
+    session: Session, people: Iterable[CustomerRead]
+) -> dict[tuple[MessageChannel, str], str]:
+    people = list(people)
+    found: dict[tuple[MessageChannel, str], str] = {}
+    emails = [p.email for p in people if p.email]
+    phones = [p.phone for p in people if p.phone]
+    for channel, addresses in (
+        (MessageChannel.EMAIL, emails),
+        (MessageChannel.SMS, phones),
+        (MessageChannel.WHATSAPP, phones),
+    ):
+        if addresses:
+            for address, reason in repository.suppressions_for(session, channel, addresses).items():
+                found[(channel, address)] = reason
+    return found
+
+
+def _whatsapp_open(session: Session, customer_ids: Sequence[str], *, now: datetime) -> set[str]:
+    """Customers who wrote to us on WhatsApp in the last 24 hours: free text is allowed."""
+    inbound = customers.recent_events(
+        session, customer_ids, name=INBOUND_EVENT, since=now - WHATSAPP_WINDOW
+    )
+    return {c for c, event in inbound if event.properties.get("channel") == "whatsapp"}
+
+
+# --- planning one request ---
+
+
+def address_of(
+    channel: MessageChannel, customer: CustomerRead, push: Sequence[PushSubscription]
+) -> str | None:
+    if channel == MessageChannel.EMAIL:
+        return customer.email
+    if channel in (MessageChannel.SMS, MessageChannel.WHATSAPP):
+        return customer.phone
+    if channel == MessageChannel.PUSH:
+        return push[0].endpoint if push else None
+    return customer.id  # in-app and webhook reach the customer by id
+
+
+def policy_input(
+    request: SendRequest,
+    context: Context,
+    *,
+    channel: MessageChannel,
+    category: Category,
+    topic: str,
+) -> policy.PolicyInput:
+    customer = context.customers[request.customer_id]
+    address = address_of(channel, customer, context.push.get(customer.id, []))
+    at = max(context.now, request.not_before or context.now)
+    return policy.PolicyInput(
+        category=category,
+        channel=channel,
+        topic=topic,
+        now=at,
+        expires_at=request.expires_at,
+        timezone=customer.timezone,
+        consents={(c.channel.value, c.topic): c.status.value for c in customer.consents},
+        suppressed_reason=context.suppressions.get((channel, address)) if address else None,
+        address=address,
+        paused_until=context.pauses.get(customer.id),
+        recent_marketing=context.recent.get(customer.id, []),
+        caps=context.caps,
+        quiet=context.quiet,
+        default_timezone=get_settings().default_timezone,
+    )
+
+
+def plan(request: SendRequest, context: Context, *, render_refused: bool = False) -> Plan:
+    """Decide one request: channel, policies in order, then rendering (a preview renders
+    what the policies refuse too)."""
+    customer = context.customers.get(request.customer_id)
+    if customer is None:
+        raise ValueError(f"customer {request.customer_id} was not loaded")
+    available = _available_channels(request, context)
+    channel = _choose(request, context, available)
+    template = context.templates.get(request.template or "", {}).get(channel)
+    category = request.category or (template[0].category if template else None)
+    category = category or Category.TRANSACTIONAL
+    topic = request.topic if request.topic is not None else (template[0].topic if template else "")
+    verdict = policy.decide(
+        policy_input(request, context, channel=channel, category=category, topic=topic)
+    )
+    if channel not in available:
+        verdict = policy.Verdict(
+            kind=policy.VerdictKind.REFUSE,
+            reason="no_template",
+            message=f"template {request.template!r} has no {channel.value} content",
+            at=None,
+        )
+    row = _row(request, context, channel=channel, category=category, topic=topic)
+    if template is not None:
+        row["template_key"], row["template_version"] = template[0].key, template[1].version
+    result = Plan(row=row, verdict=verdict)
+    _apply_verdict(result, request, context, template, render_refused=render_refused)
+    return result
+
+
+def _available_channels(request: SendRequest, context: Context) -> list[MessageChannel]:
+    if request.content is not None:
+        return [request.channel] if request.channel is not None else []
+    return list(context.templates.get(request.template or "", {}))
+
+
+def _choose(
+    request: SendRequest, context: Context, available: Sequence[MessageChannel]
+) -> MessageChannel:
+    """The asked channel, or for "auto" the first allowed one in the customer's preference
+    and then the configured order. Nothing allowed: the first available, to be refused with
+    its reason."""
+    if request.channel is not None:
+        return request.channel
+    customer = context.customers[request.customer_id]
+    preferred = customer.traits.get("preferred_channel")
+    order = [MessageChannel(c) for c in get_settings().auto_channel_order]
+    order += [c for c in MessageChannel if c not in order]
+
+    def allowed(channel: MessageChannel) -> bool:
+        template = context.templates.get(request.template or "", {}).get(channel)
+        category = request.category or (template[0].category if template else None)
+        topic = (
+            request.topic if request.topic is not None else (template[0].topic if template else "")
+        )
+        verdict = policy.decide(
+            policy_input(
+                request,
+                context,
+                channel=channel,
+                category=category or Category.TRANSACTIONAL,
+                topic=topic,
+            )
+        )
+        return verdict.kind != policy.VerdictKind.REFUSE
+
+    chosen = policy.choose_channel(
+        preferred=MessageChannel(preferred) if preferred in set(MessageChannel) else None,
+        order=order,
+        available=available,
+        allowed=allowed,
+    )
+    if chosen is not None:
+        return chosen
+    ordered = [c for c in order if c in available]
+    return ordered[0] if ordered else MessageChannel.EMAIL
+
+
+def _row(
+    request: SendRequest,
+    context: Context,
+    *,
+    channel: MessageChannel,
+    category: Category,
+    topic: str,
+) -> dict[str, Any]:
+    customer = context.customers[request.customer_id]
+    return {
+        "id": ids.new_id(),
+        "customer_id": customer.id,
+        "channel": channel,
+        "category": category,
+        "topic": topic,
+        "template_key": None,
+        "template_version": None,
+        "locale": None,
+        "broadcast_id": request.broadcast_id,
+        "idempotency_key": request.idempotency_key,
+        "status": DeliveryStatus.QUEUED,
+        "reason": None,
+        "address": address_of(channel, customer, context.push.get(customer.id, [])),
+        "content": {},
+        "provider": None,
+        "provider_message_id": None,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "locked_by": None,
+        "locked_until": None,
+        "expires_at": request.expires_at,
+        "created_at": context.now,
+        "updated_at": context.now,
+        "sent_at": None,
+        "delivered_at": None,
+        "opened_at": None,
+        "clicked_at": None,
+    }
+
+
+def _apply_verdict(
+    result: Plan,
+    request: SendRequest,
+    context: Context,
+    template: tuple[Template, TemplateVersion] | None,
+    *,
+    render_refused: bool,
+) -> None:
+    row, verdict = result.row, result.verdict
+    if verdict.kind == policy.VerdictKind.REFUSE:
+        expired = (verdict.reason or "").startswith("expired")
+        row["status"] = DeliveryStatus.EXPIRED if expired else DeliveryStatus.SUPPRESSED
+        row["reason"] = f"{verdict.reason}: {verdict.message}"
+        if not render_refused:
+            return
+    try:
+        row["locale"], row["content"] = render(request, context, row=row, template=template)
+    except rendering.RenderFailed as exc:
+        row["status"], row["reason"] = DeliveryStatus.FAILED, f"render_failed: {exc}"
+        result.error = str(exc)
+        return
+    if verdict.kind == policy.VerdictKind.REFUSE:
+        return
+    not_before = max(context.now, request.not_before or context.now)
+    if verdict.kind == policy.VerdictKind.DEFER:
+        assert verdict.at is not None
+        row["status"] = DeliveryStatus.DEFERRED
+        row["reason"] = f"{verdict.reason}: {verdict.message}"
+        row["next_attempt_at"] = max(verdict.at, not_before)
+    else:
+        row["next_attempt_at"] = not_before
+    if row["channel"] == MessageChannel.WEBHOOK:
+        row["address"] = row["content"].get("url")
+
+
+def render(
+    request: SendRequest,
+    context: Context,
+    *,
+    row: Mapping[str, Any],
+    template: tuple[Template, TemplateVersion] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The rendered content and its locale; RenderFailed when it cannot be made whole."""
+    customer = context.customers[request.customer_id]
+    channel = MessageChannel(row["channel"])
+    wanted = request.locale or customer.locale
+    if template is not None:
+        locale = templates.locale_for(template[0], template[1], wanted)
+        compiled, strict = templates.compiled(template[0], template[1], locale), template[0].strict
+    else:
+        assert request.content is not None
+        locale = wanted or "en"
+        compiled, strict = rendering.compile_source(channel, dict(request.content)), True
+    variables = _variables(request, customer, delivery_id=row["id"], now=context.now)
+    content = rendering.render(
+        compiled,
+        rendering.RenderContext(
+            variables=variables,
+            locale=locale,
+            timezone=customer.timezone or get_settings().default_timezone,
+        ),
+        strict=strict,
+        whatsapp_free_text=customer.id in context.whatsapp_open,
+    )
+    if channel == MessageChannel.EMAIL:
+        content = _tracked(content, row["id"], keep=variables["links"].values())
+    return locale, content
+
+
+def _variables(
+    request: SendRequest, customer: CustomerRead, *, delivery_id: str, now: datetime
+) -> dict[str, Any]:
+    profile = customer.model_dump(mode="json", exclude={"consents", "facts", "anonymous_ids"})
+    return {
+        "customer": profile,
+        "traits": customer.traits,
+        "facts": customer.facts.model_dump(mode="json"),
+        "event": dict(request.event),
+        "links": {
+            "unsubscribe": links.unsubscribe_url(delivery_id),
+            "preferences": links.preferences_url(customer.id, now=now),
+        },
+    }
+
+
+def _tracked(content: dict[str, Any], delivery_id: str, *, keep: Iterable[str]) -> dict[str, Any]:
+    """Clicks go through a signed redirect, opens through a pixel (both recorded as events)."""
+    html = rendering.rewrite_links(
+        str(content["html"]), lambda url: links.click_url(delivery_id, url), keep=set(keep)
+    )
+    return {**content, "html": rendering.open_pixel(html, links.open_url(delivery_id))}

@@ -1,0 +1,235 @@
+"""The messages domain's public verbs: what the API, CLI, tasks and other domains call.
+
+The work lives in sub-modules by concern: `templates`, `sending` (policies, rendering,
+queueing), `dispatch` (the worker's side), `broadcasts`, `feedback` (opens, clicks,
+unsubscribes, provider callbacks), `replies` (inbound SMS/WhatsApp), `preferences`,
+`inbox`, `subscriptions` (web push) and `providers`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from regulars.customers import service as customers
+from regulars.errors import NotFound, ValidationFailed
+from regulars.kit import clock
+from regulars.kit.pagination import decode_cursor, encode_cursor
+from regulars.messages import (
+    feedback,
+    inbox,
+    links,
+    policy,
+    preferences,
+    providers,
+    replies,
+    repository,
+    sending,
+    subscriptions,
+    templates,
+)
+from regulars.messages.broadcasts import cancel as cancel_broadcast
+from regulars.messages.broadcasts import create as create_broadcast
+from regulars.messages.broadcasts import get as get_broadcast
+from regulars.messages.broadcasts import list_recent as list_broadcasts
+from regulars.messages.content import SOURCE_MODELS
+from regulars.messages.models import Delivery, DeliveryStatus, MessageChannel
+from regulars.messages.schemas import (
+    DeliveryPage,
+    DeliveryRead,
+    MessageCreate,
+    PreviewRead,
+    PreviewRequest,
+    VerdictRead,
+)
+from regulars.messages.sending import SendRequest, send, send_many
+
+__all__ = [
+    "SendRequest",
+    "feedback",
+    "inbox",
+    "links",
+    "preferences",
+    "providers",
+    "replies",
+    "subscriptions",
+    "templates",
+    "cancel_broadcast",
+    "create_broadcast",
+    "get_broadcast",
+    "get_delivery",
+    "list_broadcasts",
+    "list_deliveries",
+    "preview",
+    "send",
+    "send_many",
+    "send_message",
+]
+
+
+def require_customer(session: Session, reference: str) -> str:
+    customer_id = customers.find_customer(session, reference)
+    if customer_id is None:
+        raise NotFound(f"no customer {reference!r}", details={"customer": reference})
+    return customer_id
+
+
+def send_message(session: Session, data: MessageCreate) -> DeliveryRead:
+    """POST /api/messages: one message, by template or inline content."""
+    if (data.template is None) == (data.content is None):
+        raise ValidationFailed("give either template or content")
+    channel = None if data.channel == "auto" else MessageChannel(data.channel)
+    if data.content is not None:
+        if channel is None:
+            raise ValidationFailed("inline content needs a channel (not auto)")
+        _check_inline(channel, data.content)
+    elif not templates.by_key(session, data.template or ""):
+        raise NotFound(f"no template {data.template!r}", details={"template": data.template})
+    expires_at = data.expires_at
+    if data.expires_in_seconds is not None:
+        expires_at = clock.now() + timedelta(seconds=data.expires_in_seconds)
+    delivery_id = send(
+        session,
+        SendRequest(
+            customer_id=require_customer(session, data.customer),
+            template=data.template,
+            content=data.content,
+            channel=channel,
+            category=data.category,
+            topic=data.topic,
+            idempotency_key=data.idempotency_key,
+            expires_at=expires_at,
+            event=data.event,
+            locale=data.locale,
+        ),
+    )
+    found = get_delivery(session, delivery_id, with_content=False)
+    assert found is not None
+    return found
+
+
+def _check_inline(channel: MessageChannel, content: dict[str, object]) -> None:
+    from regulars.messages import rendering
+
+    problems = rendering.check(channel, content)
+    if problems:
+        first = problems[0]
+        raise ValidationFailed(
+            f"content.{first.field}: {first.message}",
+            code="invalid_template",
+            details=[
+                {"field": p.field, "message": p.message, "line": p.line, "column": p.column}
+                for p in problems
+            ],
+        )
+    SOURCE_MODELS[channel].model_validate(content)
+
+
+def delivery_read(delivery: Delivery, *, with_content: bool) -> DeliveryRead:
+    return DeliveryRead(
+        id=delivery.id,
+        customer_id=delivery.customer_id,
+        channel=delivery.channel,
+        category=delivery.category,
+        topic=delivery.topic,
+        template=delivery.template_key,
+        template_version=delivery.template_version,
+        locale=delivery.locale,
+        broadcast_id=delivery.broadcast_id,
+        status=delivery.status,
+        reason=delivery.reason,
+        address=delivery.address,
+        provider=delivery.provider,
+        provider_message_id=delivery.provider_message_id,
+        attempts=delivery.attempts,
+        next_attempt_at=delivery.next_attempt_at,
+        expires_at=delivery.expires_at,
+        created_at=delivery.created_at,
+        updated_at=delivery.updated_at,
+        sent_at=delivery.sent_at,
+        delivered_at=delivery.delivered_at,
+        opened_at=delivery.opened_at,
+        clicked_at=delivery.clicked_at,
+        content=dict(delivery.content) if with_content else None,
+    )
+
+
+def get_delivery(session: Session, delivery_id: str, *, with_content: bool) -> DeliveryRead | None:
+    delivery = repository.get_delivery(session, delivery_id)
+    return None if delivery is None else delivery_read(delivery, with_content=with_content)
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    customer: str | None = None,
+    channel: MessageChannel | None = None,
+    status: DeliveryStatus | None = None,
+    broadcast_id: str | None = None,
+    provider: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    with_content: bool = False,
+) -> DeliveryPage:
+    before = None
+    if cursor is not None:
+        (before,) = decode_cursor(cursor, 1)
+        if not isinstance(before, str):
+            raise ValidationFailed("cursor is not valid: pass next_cursor back unchanged")
+    rows = repository.list_deliveries(
+        session,
+        customer_id=require_customer(session, customer) if customer else None,
+        channel=channel,
+        status=status,
+        broadcast_id=broadcast_id,
+        provider=provider,
+        before_id=before,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DeliveryPage(
+        items=[delivery_read(d, with_content=with_content) for d in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+def preview(session: Session, key: str, data: PreviewRequest) -> PreviewRead:
+    """Render a template for one customer, with the policy verdict beside it; nothing is
+    stored or sent."""
+    customer_id = require_customer(session, data.customer)
+    if not templates.by_key(session, key):
+        raise NotFound(f"no template {key!r}", details={"template": key})
+    request = SendRequest(
+        customer_id=customer_id,
+        template=key,
+        channel=None if data.channel == "auto" else MessageChannel(data.channel),
+        event=data.event,
+        locale=data.locale,
+    )
+    context = sending.gather(session, [request], now=clock.now())
+    planned = sending.plan(request, context, render_refused=True)
+    row, verdict = planned.row, planned.verdict
+    return PreviewRead(
+        template=key,
+        channel=row["channel"],
+        locale=row["locale"] or "",
+        version=row["template_version"] or 0,
+        content=row["content"] if planned.error is None and row["content"] else None,
+        error=planned.error,
+        verdict=VerdictRead(
+            decision=_DECISIONS[verdict.kind],
+            reason=verdict.reason,
+            message=verdict.message,
+            at=verdict.at,
+        ),
+    )
+
+
+_DECISIONS: dict[policy.VerdictKind, Literal["send", "defer", "refuse"]] = {
+    policy.VerdictKind.SEND: "send",
+    policy.VerdictKind.DEFER: "defer",
+    policy.VerdictKind.REFUSE: "refuse",
+}

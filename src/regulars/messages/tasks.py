@@ -1,0 +1,39 @@
+"""The messages domain's background work: carry deliveries to providers, expand broadcasts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from regulars.config import get_settings
+from regulars.db import session_scope
+from regulars.jobs import service as jobs
+from regulars.messages import broadcasts, dispatch
+
+log = logging.getLogger(__name__)
+
+
+@jobs.queue("messages.deliveries")
+def deliver_due(worker_id: str, now: datetime, limit: int) -> int:
+    """One round: claim due deliveries, hand them to providers, record what happened.
+    Its own batch size (REGULARS_DISPATCH_BATCH_SIZE): providers take messages in bulk."""
+    with session_scope() as session:
+        work = dispatch.claim(
+            session, worker_id=worker_id, now=now, limit=get_settings().dispatch_batch_size
+        )
+    if not work.claimed:
+        return 0
+    results = dispatch.deliver(work, now=now)
+    with session_scope() as session:
+        dispatch.record(session, work, results, worker_id=worker_id, now=now)
+    return len(work.claimed)
+
+
+@jobs.task(broadcasts.EXPAND_JOB)
+def expand_broadcast(session: Session, payload: Mapping[str, object]) -> None:
+    """Queue the next chunk of a broadcast's audience (the job re-queues itself)."""
+    queued = broadcasts.expand(session, str(payload["broadcast"]))
+    log.info("broadcast %s: %d more deliveries queued", payload["broadcast"], queued)
