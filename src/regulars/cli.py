@@ -32,6 +32,15 @@ def _mount() -> None:
     from regulars.customers.cli import import_app
     from regulars.demo.cli import demo
     from regulars.identity.cli import apikeys_app, sources_app
+    from regulars.messages.cli import (
+        broadcasts_app,
+        deliveries_app,
+        providers_app,
+        push_app,
+        send,
+        suppressions_app,
+        templates_app,
+    )
     from regulars.segments.cli import app as segments_app
     from regulars.server_cli import db_app, serve, worker
 
@@ -44,6 +53,13 @@ def _mount() -> None:
     app.add_typer(import_app, name="import")
     app.add_typer(customers_app, name="customers")
     app.add_typer(segments_app, name="segments")
+    app.command("send")(send)
+    app.add_typer(templates_app, name="templates")
+    app.add_typer(broadcasts_app, name="broadcasts")
+    app.add_typer(deliveries_app, name="deliveries")
+    app.add_typer(providers_app, name="providers")
+    app.add_typer(push_app, name="push")
+    app.add_typer(suppressions_app, name="suppressions")
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import time
 from functools import lru_cache
+from zoneinfo import available_timezones
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TRACKED_EVENTS = (
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     # Messages (docs/messages.md).
     secret_key: str = ""
     public_url: str = "http://127.0.0.1:8000"
-    email_from: str = "Regulars Coffee <hello@regulars.localhost>"
+    email_from: str = "Regulars <hello@regulars.localhost>"
     unsubscribe_mailto: str = ""
     default_timezone: str = "UTC"
     quiet_hours_start: time = time(21, 0)
@@ -74,6 +75,29 @@ class Settings(BaseSettings):
                 f"{self.lifecycle_at_risk_days}"
             )
         return self
+
+    @field_validator("frequency_caps")
+    @classmethod
+    def _caps_parse(cls, value: list[str]) -> list[str]:
+        from regulars.messages.policy import parse_caps  # the one parser of the cap syntax
+
+        return [cap.text for cap in parse_caps(value)]
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Berlin'")
+        return value
+
+    @field_validator("quiet_hours_channels", "auto_channel_order")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        known = {"email", "sms", "whatsapp", "push", "inapp", "webhook"}
+        unknown = [channel for channel in value if channel not in known]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; known: {sorted(known)}")
+        return value
 
     @property
     def is_sqlite(self) -> bool:

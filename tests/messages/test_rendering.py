@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -417,9 +416,7 @@ def test_json_quotes_values_for_webhook_bodies() -> None:
 
 def test_a_huge_loop_fails_cleanly_instead_of_running() -> None:
     compiled = sms("{% for i in (1..100000000) %}x{% endfor %}")
-    started = time.monotonic()
-    assert "loop iteration limit" in failure(compiled)
-    assert time.monotonic() - started < 5
+    assert "loop iteration limit" in failure(compiled)  # refused before the first iteration
 
 
 def test_nested_loops_count_towards_the_limit_together() -> None:
@@ -513,6 +510,12 @@ def test_a_webhook_payload_is_the_json_object_the_body_renders_to() -> None:
         "url": "https://hooks.example/c1",
         "payload": {"name": 'A "quoted" name', "total": 12.5, "tags": ["a"]},
     }
+
+
+def test_a_webhook_body_is_only_parsed_as_liquid_at_check_time() -> None:
+    source = {"url": "https://h.example", "body": "{{ payload }}"}
+    assert check(MessageChannel.WEBHOOK, source) == []
+    assert check(MessageChannel.WEBHOOK, source | {"body": "{{ payload "})
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"text"', "{not json", ""])

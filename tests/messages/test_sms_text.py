@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from regulars.messages.sms_text import GSM7_BASIC, GSM7_EXTENSION, measure_sms
@@ -115,6 +115,8 @@ MIXED_TEXT = st.text(
 
 
 @given(st.one_of(GSM_TEXT, MIXED_TEXT, st.text(max_size=300)))
+@example("a" * 152 + "€" + "a" * 152)  # the € would straddle the end of segment one
+@example("ж" * 66 + "😀" + "ж" * 66)  # so would the surrogate pair
 def test_segments_match_a_reference_that_cuts_the_encoded_message(text: str) -> None:
     encoding, units, segments = reference_segments(text)
     measure = measure_sms(text)

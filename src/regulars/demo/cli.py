@@ -48,6 +48,17 @@ def demo(
     out.print(f"  orders     {summary.orders:>10,}")
     out.print(f"  revenue    {summary.revenue_cents / 100:>13,.2f} USD")
     out.print(f"  segments   {len(summary.segments):>10,}  (regulars segments list)")
+    if summary.messages is not None:
+        sent = summary.messages
+        newsletter = sent.newsletter or {}
+        out.print(f"  templates  {sent.templates:>10,}  (regulars templates list)")
+        out.print(f"  messages   {sent.confirmations:>10,}  order confirmations")
+        reached = sum(newsletter.values())
+        opened = newsletter.get("opened", 0) + newsletter.get("clicked", 0)
+        out.print(
+            f"  newsletter {reached:>10,}  sent a week ago, {opened:,} opened, "
+            f"{newsletter.get('clicked', 0):,} clicked (regulars broadcasts list)"
+        )
     if summary.rejected:
         out.print(f"  [red]rejected   {summary.rejected:>10,}[/red]")
     out.print("Admin API key (shown once):")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from regulars.customers import service as customers_service
 from regulars.customers.rules import order_amount_cents
 from regulars.customers.schemas import CustomerQuery
+from regulars.demo import messages as demo_messages
 from regulars.demo.generator import Message, generate
 from regulars.errors import Conflict
 from regulars.identity import service as identity
@@ -22,6 +24,7 @@ from regulars.segments.schemas import SegmentCreate
 
 SOURCE_NAME = "demo"
 CHUNK = 2000
+CONFIRMED_ORDERS = 40
 
 
 @dataclass(slots=True)
@@ -35,6 +38,8 @@ class DemoSummary:
     source: Source | None = None
     api_key: str | None = None
     segments: dict[str, int] = field(default_factory=dict)
+    messages: demo_messages.MessagesSummary | None = None
+    latest_orders: list[demo_messages.Order] = field(default_factory=list)
     _users: set[str] = field(default_factory=set)
 
     def count(self, message: Message) -> None:
@@ -44,6 +49,17 @@ class DemoSummary:
         if message["type"] == "track" and message.get("event") == "Order Completed":
             self.orders += 1
             self.revenue_cents += order_amount_cents(message["properties"])
+            self._keep_latest(message)
+
+    def _keep_latest(self, message: Message) -> None:
+        """The newest orders of known customers get confirmations sent in the demo."""
+        if "userId" not in message:
+            return
+        at = datetime.fromisoformat(str(message["timestamp"]).replace("Z", "+00:00"))
+        order = (at, str(message["userId"]), dict(message["properties"]))
+        heapq.heappush(self.latest_orders, order)
+        if len(self.latest_orders) > CONFIRMED_ORDERS:
+            heapq.heappop(self.latest_orders)
 
 
 def load(
@@ -73,6 +89,9 @@ def load(
         summary.rejected += len(result.rejected)
     customers_service.refresh_rfm(session, now=now)
     summary.segments = install_segments(session, now=now)
+    summary.messages = demo_messages.load(
+        session, seed=seed, now=now, orders=summary.latest_orders
+    )
     return summary
 
 

@@ -14,6 +14,7 @@ email carries the same Message-ID both times, so mailbox providers fold the copi
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.jobs import service as jobs
 from regulars.kit import ids
-from regulars.messages import links, repository
+from regulars.messages import links, providers, repository
 from regulars.messages.channels import TRANSPORTS
 from regulars.messages.channels.base import (
     Accepted,
@@ -55,7 +56,7 @@ class ProviderSpec:
     kind: str
     config: Mapping[str, Any]
     rate_per_second: float | None
-    version: str  # changes when the provider row changes: the transport is made anew
+    version: str  # changes when the provider's settings change: the transport is made anew
 
 
 @dataclass(slots=True)
@@ -142,31 +143,19 @@ def provider_chain(session: Session, channel: MessageChannel) -> list[ProviderSp
     """The channel's enabled providers by priority: the fail-over order. None configured:
     the sandbox, which keeps what would have been sent."""
     chain = [
-        ProviderSpec(
-            name=p.name,
-            kind=p.kind,
-            config=_with_defaults(p.name, p.kind, p.config),
-            rate_per_second=p.rate_per_second,
-            version=p.updated_at.isoformat(),
-        )
+        _spec(p.name, p.kind, p.config, p.rate_per_second)
         for p in repository.list_providers(session, channel)
         if p.enabled
     ]
     return chain or [ProviderSpec(SANDBOX, SANDBOX, {}, None, "")]
 
 
-def _with_defaults(name: str, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings a provider's config may leave out: Twilio reports delivery status to our
-    webhook, web push signs with the instance's VAPID key."""
-    settings = get_settings()
-    filled = dict(config)
-    if kind.startswith("twilio") and not filled.get("status_callback_url"):
-        base = settings.public_url.rstrip("/")
-        filled["status_callback_url"] = f"{base}/webhooks/twilio/{name}/status"
-    if kind == "webpush":
-        filled.setdefault("vapid_private_key", settings.vapid_private_key)
-        filled.setdefault("vapid_subject", settings.vapid_subject)
-    return filled
+def _spec(name: str, kind: str, config: Mapping[str, Any], rate: float | None) -> ProviderSpec:
+    filled = providers.effective_config(name, kind, config)
+    # The version is what the transport is made of, not when the row changed: two saves
+    # within one clock reading (a frozen clock, a coarse one) still make a new transport.
+    version = json.dumps([kind, filled], sort_keys=True, default=str)
+    return ProviderSpec(name, kind, filled, rate, version)
 
 
 # --- deliver: no database here ---

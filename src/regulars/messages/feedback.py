@@ -104,7 +104,7 @@ def unsubscribe(session: Session, delivery_id: str, *, source: str) -> Delivery 
         delivery.customer_id,
         [
             ConsentUpdate(
-                channel=Channel(delivery.channel.value),
+                channel=Channel(delivery.channel),
                 topic=delivery.topic,
                 status=ConsentStatus.UNSUBSCRIBED,
             )

@@ -392,7 +392,7 @@ def _first_offset_change(after: datetime, until: datetime, tz: tzinfo) -> dateti
             low = middle
         else:
             high = middle
-    return EPOCH + low * SECOND
+    return EPOCH + high * SECOND
 
 
 def _utc(at: datetime) -> str:

@@ -3,11 +3,13 @@ enabled provider sends through the sandbox (the development and demo default).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from regulars.config import get_settings
 from regulars.errors import NotFound, ValidationFailed
 from regulars.kit import clock
 from regulars.messages import repository
@@ -28,7 +30,7 @@ def save(session: Session, name: str, data: ProviderWrite) -> ProviderRead:
     if data.channel not in cls.channels:
         raise ValidationFailed(f"a {data.kind} provider cannot carry {data.channel.value}")
     try:
-        cls.Config.model_validate(data.config)
+        cls.Config.model_validate(effective_config(name, data.kind, data.config))
     except ValidationError as exc:
         details = [
             {"loc": ["config", *map(str, e["loc"])], "message": e["msg"]} for e in exc.errors()
@@ -47,6 +49,21 @@ def save(session: Session, name: str, data: ProviderWrite) -> ProviderRead:
     provider.rate_per_second, provider.updated_at = data.rate_per_second, now
     session.flush()
     return read(provider)
+
+
+def effective_config(name: str, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config a transport gets: settings fill what a provider's config may leave out
+    (Twilio reports delivery status to our webhook, web push signs with the instance's
+    VAPID key)."""
+    settings = get_settings()
+    filled = dict(config)
+    if kind.startswith("twilio") and not filled.get("status_callback_url"):
+        base = settings.public_url.rstrip("/")
+        filled["status_callback_url"] = f"{base}/webhooks/twilio/{name}/status"
+    if kind == "webpush":
+        filled.setdefault("vapid_private_key", settings.vapid_private_key)
+        filled.setdefault("vapid_subject", settings.vapid_subject)
+    return filled
 
 
 def read(provider: Provider) -> ProviderRead:

@@ -6,6 +6,10 @@ hot path of a broadcast. Liquid is sandboxed: no includes, and limits on loops, 
 assigned values. Strict rendering fails on a missing variable (`RenderFailed` names it);
 lenient rendering prints nothing for it. `if` and `default` work on missing values in both.
 The rendered shapes per channel are listed at the bottom of messages/content.py.
+
+Email bodies go through MJML, the CSS inliner and html2text with each Liquid tag swapped for
+a placeholder and put back after, so a tag ends where the author put it. CSS is inlined at
+compile time: a <style> inside a Liquid `if` applies whatever the condition.
 """
 
 from __future__ import annotations
@@ -157,7 +161,12 @@ def _money(value: object, currency: object = None, *, context: LiquidContext) ->
     locale = _babel_locale(_settings(context).locale)
     if locale is None:
         return _bad_input(context, f"money: unknown locale {_settings(context).locale!r}")
-    return format_currency(amount, currency.upper(), locale=locale)
+    return _money_text(amount, currency.upper(), locale)
+
+
+@lru_cache(maxsize=4096)  # a broadcast repeats its prices, and the text part the HTML's
+def _money_text(amount: Decimal, currency: str, locale: Locale) -> str:
+    return format_currency(amount, currency, locale=locale)
 
 
 def _decimal(value: object) -> Decimal | None:
@@ -196,14 +205,21 @@ def _format_when(value: object, style: object, context: LiquidContext, *, with_t
         return _bad_input(context, f"{name}: unknown time zone {settings.timezone!r}")
     if not isinstance(style, str) or not style:
         return _bad_input(context, f"{name}: expected a format such as 'long', not {style!r}")
-    if isinstance(when, datetime):
-        when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(zone)
+    if isinstance(when, datetime) and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     try:
-        if isinstance(when, datetime) and with_time:
-            return format_datetime(when, style, locale=locale)
-        return format_date(when, style, locale=locale)
+        return _date_text(when, style, locale, zone, with_time=with_time)
     except (ValueError, KeyError, AttributeError) as exc:  # babel's answer to a bad pattern
         return _bad_input(context, f"{name}: bad format {style!r}: {exc}")
+
+
+@lru_cache(maxsize=4096)  # keyed on the instant and the zone, never on a local time
+def _date_text(when: date, style: str, locale: Locale, zone: ZoneInfo, *, with_time: bool) -> str:
+    if isinstance(when, datetime):
+        when = when.astimezone(zone)
+        if with_time:
+            return format_datetime(when, style, locale=locale)
+    return format_date(when, style, locale=locale)
 
 
 def _when(value: object) -> date | None:

@@ -8,16 +8,18 @@ unsubscribes, provider callbacks), `replies` (inbound SMS/WhatsApp), `preference
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.orm import Session
 
+from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.errors import NotFound, ValidationFailed
 from regulars.kit import clock
 from regulars.kit.pagination import decode_cursor, encode_cursor
 from regulars.messages import (
+    dispatch,
     feedback,
     inbox,
     links,
@@ -31,11 +33,12 @@ from regulars.messages import (
     templates,
 )
 from regulars.messages.broadcasts import cancel as cancel_broadcast
+from regulars.messages.broadcasts import expand as expand_broadcast
 from regulars.messages.broadcasts import create as create_broadcast
 from regulars.messages.broadcasts import get as get_broadcast
 from regulars.messages.broadcasts import list_recent as list_broadcasts
 from regulars.messages.content import SOURCE_MODELS
-from regulars.messages.models import Delivery, DeliveryStatus, MessageChannel
+from regulars.messages.models import Delivery, DeliveryStatus, MessageChannel, Suppression
 from regulars.messages.schemas import (
     DeliveryPage,
     DeliveryRead,
@@ -58,6 +61,8 @@ __all__ = [
     "templates",
     "cancel_broadcast",
     "create_broadcast",
+    "deliver_round",
+    "expand_broadcast",
     "get_broadcast",
     "get_delivery",
     "list_broadcasts",
@@ -67,6 +72,19 @@ __all__ = [
     "send_many",
     "send_message",
 ]
+
+
+def deliver_round(session: Session, *, worker_id: str, now: datetime) -> int:
+    """One worker round in the caller's session (the demo, simulations): claim the due
+    deliveries, hand them to providers, record the outcomes. Answers how many it handled."""
+    work = dispatch.claim(
+        session, worker_id=worker_id, now=now, limit=get_settings().dispatch_batch_size
+    )
+    if work.claimed:
+        dispatch.record(
+            session, work, dispatch.deliver(work, now=now), worker_id=worker_id, now=now
+        )
+    return len(work.claimed)
 
 
 def require_customer(session: Session, reference: str) -> str:
@@ -233,3 +251,8 @@ _DECISIONS: dict[policy.VerdictKind, Literal["send", "defer", "refuse"]] = {
     policy.VerdictKind.DEFER: "defer",
     policy.VerdictKind.REFUSE: "refuse",
 }
+
+
+def list_suppressions(session: Session, *, limit: int = 100) -> list[Suppression]:
+    """The newest suppressed addresses (`feedback.unsuppress` lifts one)."""
+    return repository.list_suppressions(session, limit=limit)

@@ -44,7 +44,7 @@ def measure_sms(text: str) -> SmsMeasure:
     sizes = [_size(char, encoding) for char in text]
     units = sum(sizes)
     single, per_segment = _CAPACITY[encoding]
-    segments = -(-units // per_segment) if units > single else min(units, 1)
+    segments = _pack(sizes, per_segment) if units > single else min(units, 1)
     return SmsMeasure(encoding=encoding, segments=segments, characters=len(text), units=units)
 
 
