@@ -16,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
 
 _mounted = False
@@ -69,10 +69,15 @@ def main() -> None:
     except RegularsError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         sys.exit(2 if exc.status in (400, 422) else 1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.ClickException, typer.TyperException) as exc:
+        # Typer carries its own copy of click: usage errors come as either.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:  # pragma: no cover - every click and typer usage error can show itself
+            err.print(str(exc))
+        sys.exit(int(getattr(exc, "exit_code", 2)))
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(1)
     # Without standalone mode, click hands back typer.Exit's code instead of exiting with it.

@@ -48,7 +48,10 @@ def email_source(subject: str, text: str = "Fresh beans") -> dict[str, Any]:
 
 
 def put_template(api: Api, key: str, channel: str, body: dict[str, Any]) -> Response:
-    return api.client.put(f"/api/templates/{key}/{channel}", json=body, headers=api.write)
+    response: Response = api.client.put(
+        f"/api/templates/{key}/{channel}", json=body, headers=api.write
+    )
+    return response
 
 
 def post_message(api: Api, **body: Any) -> dict[str, Any]:
@@ -70,10 +73,6 @@ def delivery(api: Api, delivery_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()
     return found
-
-
-def iso(at: datetime) -> datetime:
-    return at.astimezone(UTC)
 
 
 def parsed(text: str) -> datetime:
@@ -228,7 +227,7 @@ def test_preview_renders_the_email_the_customer_would_get(
 def test_preview_falls_back_to_the_language_of_the_customers_locale(
     api: Api, customer: CustomerFactory, template: TemplateFactory
 ) -> None:
-    ada = customer("ada", email="ada@example.com", first_name="Ada", locale="de-AT")
+    customer("ada", email="ada@example.com", first_name="Ada", locale="de-AT")
     template(
         "beans",
         "email",
@@ -243,7 +242,6 @@ def test_preview_falls_back_to_the_language_of_the_customers_locale(
     assert preview["locale"] == "de"
     assert preview["content"]["subject"] == "Frische Bohnen, Ada"
     assert preview["content"]["text"] == "Frisch\n"
-    assert ada
 
 
 def test_preview_refuses_marketing_email_to_an_unsubscribed_customer(
@@ -279,6 +277,35 @@ def test_preview_defers_marketing_sms_in_the_customers_quiet_hours(
     assert (verdict["decision"], verdict["reason"]) == ("defer", "quiet_hours")
     # 08:00 the next morning in Berlin is 07:00 UTC.
     assert parsed(verdict["at"]) == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
+
+
+def test_preview_names_a_missing_variable_instead_of_rendering(
+    api: Api, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    ada = customer("ada", phone="+4915112345678")
+    template("shipped", "sms", {"en": {"body": "Order {{ event.order_id }} is on its way"}})
+    url = "/api/templates/shipped/preview"
+    broken = api.client.post(url, json={"customer": ada}, headers=api.read).json()
+    assert broken["content"] is None
+    assert "event.order_id" in broken["error"]
+    given = {"customer": ada, "event": {"order_id": "1001"}}
+    fine = api.client.post(url, json=given, headers=api.read).json()
+    assert (fine["error"], fine["content"]["body"]) == (None, "Order 1001 is on its way")
+
+
+def test_preview_of_a_channel_the_template_lacks_is_404(
+    api: Api, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    ada = customer("ada", email="ada@example.com", phone="+4915112345678")
+    template("beans", "email")
+    response = api.client.post(
+        "/api/templates/beans/preview", json={"customer": ada, "channel": "sms"}, headers=api.read
+    )
+    assert "sms" in error_of(response, 404)["message"]
+    unknown = api.client.post(
+        "/api/templates/nothing/preview", json={"customer": ada}, headers=api.read
+    )
+    assert error_of(unknown, 404)
 
 
 # --- sending ---
@@ -358,6 +385,19 @@ def test_inline_content_needs_a_channel(api: Api, customer: CustomerFactory) -> 
         headers=api.write,
     )
     assert "channel" in error_of(response, 422)["message"]
+    assert deliveries(api)["items"] == []
+
+
+def test_inline_content_with_a_liquid_error_is_422(api: Api, customer: CustomerFactory) -> None:
+    ada = customer("ada", phone="+4915112345678")
+    response = api.client.post(
+        "/api/messages",
+        json={"customer": ada, "channel": "sms", "content": {"body": "Hi\n{{ customer.id | }}"}},
+        headers=api.write,
+    )
+    error = error_of(response, 422)
+    assert error["code"] == "invalid_template"
+    assert (error["details"][0]["field"], error["details"][0]["line"]) == ("body", 2)
     assert deliveries(api)["items"] == []
 
 
@@ -485,6 +525,8 @@ def test_deliveries_are_paged_newest_first_with_a_cursor(
     second = deliveries(api, limit=2, cursor=first["next_cursor"])
     assert [d["id"] for d in second["items"]] == [made[0]]
     assert second["next_cursor"] is None
+    changed = api.client.get("/api/deliveries", params={"cursor": "bm9wZQ"}, headers=api.read)
+    assert error_of(changed, 422)["code"] == "validation_failed"
 
 
 def test_one_delivery_includes_its_content(
@@ -547,12 +589,18 @@ def test_provider_secrets_are_masked(api: Api) -> None:
         headers=api.admin,
     )
     assert saved.status_code == 200, saved.text
-    smtp = {"host": "smtp.example.com", "username": "shop", "password": "hunter2"}
-    api.client.put(
+    smtp = {
+        "host": "smtp.example.com",
+        "from_address": "Shop <news@shop.example.com>",
+        "username": "shop",
+        "password": "hunter2",
+    }
+    mail = api.client.put(
         "/api/providers/mail",
         json={"channel": "email", "kind": "smtp", "config": smtp},
         headers=api.admin,
     )
+    assert mail.status_code == 200, mail.text
     listed = {p["name"]: p for p in api.client.get("/api/providers", headers=api.admin).json()}
     twilio = listed["twilio-main"]
     assert (twilio["kind"], twilio["channel"], twilio["priority"]) == ("twilio_sms", "sms", 5)
@@ -588,3 +636,38 @@ def test_an_inapp_message_lands_in_the_inbox_and_reading_it_opens_it(
     assert read.json()["unread_count"] == 0
     assert parsed(read.json()["items"][0]["read_at"]) == T0
     assert delivery(api, sent["id"])["status"] == "opened"
+
+
+def test_the_inbox_is_paged_and_marks_only_the_given_messages_read(
+    api: Api,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    frozen_clock: clock.FrozenClock,
+) -> None:
+    ada = customer("ada", first_name="Ada")
+    bob = customer("bob", first_name="Bob")
+    template("beans", "inapp")
+    for _ in range(3):
+        post_message(api, customer=ada, template="beans", channel="inapp")
+        post_message(api, customer=bob, template="beans", channel="inapp")
+        deliver_due()
+        frozen_clock.advance(timedelta(seconds=1))
+    inbox = f"/api/customers/{ada}/inbox"
+    first = api.client.get(inbox, params={"limit": 2}, headers=api.read).json()
+    assert (len(first["items"]), first["unread_count"]) == (2, 3)
+    second = api.client.get(
+        inbox, params={"limit": 2, "cursor": first["next_cursor"]}, headers=api.read
+    ).json()
+    assert len(second["items"]) == 1 and second["next_cursor"] is None
+    oldest = second["items"][0]
+    assert oldest["created_at"] < first["items"][1]["created_at"]
+    bobs = api.client.get(f"/api/customers/{bob}/inbox", headers=api.read).json()["items"]
+    read = api.client.post(
+        f"{inbox}/read", json={"ids": [oldest["id"], bobs[0]["id"]]}, headers=api.write
+    ).json()
+    assert read["unread_count"] == 2
+    assert [i["read_at"] is not None for i in read["items"]] == [False, False, True]
+    bob_after = api.client.get(f"/api/customers/{bob}/inbox", headers=api.read).json()
+    assert bob_after["unread_count"] == 3  # another customer's message stays unread
+    changed = api.client.get(inbox, params={"cursor": "not-a-cursor"}, headers=api.read)
+    assert error_of(changed, 422)["code"] == "validation_failed"

@@ -109,6 +109,13 @@ def preview_template(
     """Renders the template as the customer would receive it, with the policy verdict
     (send, defer to a moment, or refuse with the reason). Nothing is stored or sent."""
     with session_scope(readonly=True) as session:
+        if data.channel != "auto":
+            channel = MessageChannel(data.channel)
+            if service.templates.get(session, key, channel) is None:
+                raise NotFound(
+                    f"no {channel.value} template {key!r}",
+                    details={"template": key, "channel": channel.value},
+                )
         return service.preview(session, key, data)
 
 
@@ -236,7 +243,7 @@ def get_inbox(
 ) -> InboxPage:
     with session_scope(readonly=True) as session:
         customer_id = service.require_customer(session, customer)
-        return service.inbox.page(session, customer_id, before=cursor, limit=limit)
+        return service.inbox.page(session, customer_id, cursor=cursor, limit=limit)
 
 
 @router.post("/customers/{customer}/inbox/read", response_model=InboxPage, summary="Mark as read")
@@ -245,4 +252,4 @@ def read_inbox(customer: str, data: InboxRead, _caller: Caller = Depends(can_wri
     with session_scope() as session:
         customer_id = service.require_customer(session, customer)
         service.inbox.mark_read(session, customer_id, data.ids)
-        return service.inbox.page(session, customer_id, before=None, limit=20)
+        return service.inbox.page(session, customer_id, cursor=None, limit=20)

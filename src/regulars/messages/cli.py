@@ -123,7 +123,8 @@ def _valid(model: type[M], data: Mapping[str, Any]) -> M:
         first = exc.errors()[0]
         loc = [str(part) for part in first["loc"]]
         where = ".".join([FLAGS.get(loc[0], loc[0]), *loc[1:]]) if loc else model.__name__
-        raise ValidationFailed(f"{where}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValidationFailed(f"{where}: {message}") from exc
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -231,6 +232,10 @@ def preview_template(
     request = {"customer": customer, "channel": channel.value, "locale": locale}
     data = _valid(PreviewRequest, {**request, "event": _event(event)})
     with session_scope(readonly=True) as session:
+        if channel != Route.AUTO and MessageChannel(channel) not in service.templates.by_key(
+            session, key
+        ):  # service.preview cannot render a channel the template has no content for
+            raise NotFound(f"template {key!r} has no {channel} content")
         found = service.preview(session, key, data)
     if as_json:
         _echo_json(found)
@@ -257,7 +262,7 @@ def _print_preview(found: PreviewRead, *, html: bool) -> None:
         typer.echo(f"subject: {content.get('subject', '')}")
         typer.echo(f"preheader: {content.get('preheader', '')}")
         typer.echo("")
-        typer.echo(str(content.get("html" if html else "text", "")))
+        typer.echo(str(content.get("html" if html else "text", "")).rstrip())
         return
     for field, value in content.items():
         shown = value if isinstance(value, str) else orjson.dumps(value).decode()
@@ -503,8 +508,8 @@ def _print_delivery(d: DeliveryRead, *, html: bool) -> None:
     for field, value in (d.content or {}).items():
         if field == "html" and not html:
             typer.echo(f"html: {len(str(value))} characters (--html prints it)")
-        elif isinstance(value, str) and "\n" in value:
-            typer.echo(f"{field}:\n{value}")
+        elif isinstance(value, str) and "\n" in value.strip():
+            typer.echo(f"{field}:\n{value.rstrip()}")
         else:
             typer.echo(
                 f"{field}: {value if isinstance(value, str) else orjson.dumps(value).decode()}"

@@ -18,7 +18,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.jobs import service as jobs
 from regulars.kit import ids
-from regulars.messages import links, providers, repository
+from regulars.messages import links, policy, providers, repository
 from regulars.messages.channels import TRANSPORTS
 from regulars.messages.channels.base import (
     Accepted,
@@ -86,7 +86,9 @@ class Result:
 class Round:
     claimed: list[Claimed]
     chains: dict[MessageChannel, list[ProviderSpec]]
-    results: list[Result] = field(default_factory=list)
+    # Deliveries a policy refuses now, though it let them through when they were queued:
+    # delivery id -> reason. They are claimed (so recorded) but never handed over.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 # --- claim ---
@@ -107,7 +109,59 @@ def claim(session: Session, *, worker_id: str, now: datetime, limit: int) -> Rou
         for row in rows
     ]
     chains = {channel: provider_chain(session, channel) for channel in {r.channel for r in rows}}
-    return Round(claimed=claimed, chains=chains)
+    return Round(claimed=claimed, chains=chains, refused=_refused_now(session, rows, now=now))
+
+
+_SUPPRESSIBLE = (MessageChannel.EMAIL, MessageChannel.SMS, MessageChannel.WHATSAPP)
+_NO_QUIET_HOURS = policy.QuietHours(time(0), time(0), frozenset(), transactional=False)
+
+
+def _refused_now(session: Session, rows: Sequence[Delivery], *, now: datetime) -> dict[str, str]:
+    """A delivery may wait hours (quiet hours, a broadcast's local time or throttle, retries)
+    after send() let it through: an address suppressed meanwhile (a bounce, STOP) or
+    marketing consent withdrawn or paused meanwhile stops it at the last moment."""
+    suppressed = _suppressed(session, rows)
+    marketing = sorted({r.customer_id for r in rows if r.category == Category.MARKETING})
+    people = customers.get_customers(session, marketing) if marketing else {}
+    pauses = repository.pauses_of(session, marketing) if marketing else {}
+    refused: dict[str, str] = {}
+    for row in rows:
+        person = people.get(row.customer_id)
+        consents = (
+            {(c.channel.value, c.topic): c.status.value for c in person.consents} if person else {}
+        )
+        facts = policy.PolicyInput(
+            category=Category(row.category),
+            channel=MessageChannel(row.channel),
+            topic=row.topic,
+            now=now,
+            expires_at=None,
+            timezone=None,
+            consents=consents,
+            suppressed_reason=suppressed.get((row.channel, row.address or "")),
+            address=row.address,
+            paused_until=pauses.get(row.customer_id),
+            recent_marketing=(),
+            caps=(),
+            quiet=_NO_QUIET_HOURS,
+            default_timezone="UTC",
+        )
+        verdict = policy.check_suppression(facts) or policy.check_consent(facts)
+        if verdict is not None:
+            refused[row.id] = f"{verdict.reason}: {verdict.message}"
+    return refused
+
+
+def _suppressed(
+    session: Session, rows: Sequence[Delivery]
+) -> dict[tuple[MessageChannel, str], str]:
+    found: dict[tuple[MessageChannel, str], str] = {}
+    for channel in _SUPPRESSIBLE:
+        addresses = {r.address for r in rows if r.channel == channel and r.address}
+        if addresses:
+            reasons = repository.suppressions_for(session, channel, addresses)
+            found.update(((channel, address), why) for address, why in reasons.items())
+    return found
 
 
 def _push_targets(session: Session, rows: Sequence[Delivery]) -> dict[str, PushTarget]:
@@ -216,7 +270,12 @@ def deliver(work: Round, *, now: datetime) -> list[Result]:
     results: list[Result] = []
     live: dict[MessageChannel, list[Claimed]] = {}
     for item in work.claimed:
-        if item.expires_at is not None and item.expires_at <= now:
+        refusal = work.refused.get(item.message.delivery_id)
+        if refusal is not None:
+            results.append(
+                Result(item.message.delivery_id, DeliveryStatus.SUPPRESSED, None, None, refusal)
+            )
+        elif item.expires_at is not None and item.expires_at <= now:
             results.append(_expired(item))
         else:
             live.setdefault(item.message.channel, []).append(item)

@@ -6,12 +6,20 @@ from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
+from regulars.errors import ValidationFailed
 from regulars.kit import clock
+from regulars.kit.pagination import decode_cursor, encode_cursor
 from regulars.messages import feedback, repository
 from regulars.messages.schemas import InboxItem, InboxPage
 
 
-def page(session: Session, customer_id: str, *, before: str | None, limit: int) -> InboxPage:
+def page(session: Session, customer_id: str, *, cursor: str | None, limit: int) -> InboxPage:
+    """Newest first; `cursor` is the `next_cursor` of the page before (a changed one: 422)."""
+    before = None
+    if cursor is not None:
+        (before,) = decode_cursor(cursor, 1)
+        if not isinstance(before, str):
+            raise ValidationFailed("cursor is not valid: pass next_cursor back unchanged")
     rows = repository.list_inbox(session, customer_id, before_id=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -29,7 +37,7 @@ def page(session: Session, customer_id: str, *, before: str | None, limit: int) 
             for r in rows
         ],
         unread_count=repository.unread_count(session, customer_id),
-        next_cursor=rows[-1].id if more else None,
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
     )
 
 

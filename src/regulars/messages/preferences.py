@@ -45,9 +45,13 @@ class Preferences:
 
 
 def view(session: Session, customer_id: str) -> Preferences:
-    found = customers.get_customers(session, [customer_id]).get(customer_id)
+    """The choices of the customer a link names, or of the profile it was merged into since
+    (the link in an older message names the id the customer had then)."""
+    survivor = customers.resolve_id(session, customer_id)
+    found = customers.get_customers(session, [survivor]).get(survivor) if survivor else None
     if found is None:
         raise NotFound("this customer no longer exists")
+    customer_id = found.id
     status = {(c.channel.value, c.topic): c.status for c in found.consents}
     reachable = {
         Channel.EMAIL: bool(found.email),
@@ -102,12 +106,12 @@ def save(
         if t.subscribed != (t.key in wanted_topics)
     ]
     if changes:
-        customers.change_consents(session, customer_id, changes, source=SOURCE)
+        customers.change_consents(session, current.customer_id, changes, source=SOURCE)
     if pause_days is not None:
         until = clock.now() + timedelta(days=pause_days) if pause_days else None
-        repository.set_pause(session, customer_id, until)
+        repository.set_pause(session, current.customer_id, until)
         session.flush()
-    return view(session, customer_id)
+    return view(session, current.customer_id)
 
 
 def _change(channel: Channel, topic: str, subscribed: bool) -> ConsentUpdate:

@@ -448,3 +448,28 @@ def get_broadcast(session: Session, broadcast_id: str, *, lock: bool = False) ->
 
 def list_broadcasts(session: Session, *, limit: int) -> list[Broadcast]:
     return list(session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit)))
+
+
+# --- merges ---
+
+
+def move_customer_rows(session: Session, *, merged_id: str, survivor_id: str) -> None:
+    """Hand a merged-away profile's deliveries, push subscriptions and inbox to the survivor
+    (a pause moves only when the survivor has none)."""
+    for model in (Delivery, PushSubscription, InboxMessage):
+        session.execute(
+            update(model)
+            .where(model.customer_id == merged_id)
+            .values(customer_id=survivor_id)
+            .execution_options(synchronize_session=False)
+        )
+    survivor_paused = session.get(MessagePause, survivor_id) is not None
+    if survivor_paused:
+        session.execute(delete(MessagePause).where(MessagePause.customer_id == merged_id))
+    else:
+        session.execute(
+            update(MessagePause)
+            .where(MessagePause.customer_id == merged_id)
+            .values(customer_id=survivor_id)
+            .execution_options(synchronize_session=False)
+        )

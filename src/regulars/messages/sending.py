@@ -96,7 +96,10 @@ def send_many(session: Session, requests: Sequence[SendRequest]) -> list[str]:
     fresh = [r for r in requests if not r.idempotency_key or r.idempotency_key not in known]
     fresh = list({r.idempotency_key or id(r): r for r in fresh}.values())  # first of a key
     context = gather(session, fresh, now=clock.now())
-    plans = [plan(request, context) for request in fresh]
+    plans = []
+    for request in fresh:
+        plans.append(plan(request, context))
+        _count_towards_caps(context, plans[-1].row)
     inserted = repository.insert_deliveries(session, [p.row for p in plans])
     stored = [p.row for p in plans if p.row["id"] in inserted]
     customers.record_system_events(session, [timeline_event(row) for row in stored])
@@ -110,6 +113,15 @@ def send_many(session: Session, requests: Sequence[SendRequest]) -> list[str]:
         if request.idempotency_key and p.row["id"] in inserted:
             known.setdefault(request.idempotency_key, p.row["id"])
     return [known[r.idempotency_key] if r.idempotency_key else made[id(r)] for r in requests]
+
+
+def _count_towards_caps(context: Context, row: Mapping[str, Any]) -> None:
+    """A marketing message this batch lets through counts towards the frequency caps of the
+    requests after it (the database only knows of earlier batches)."""
+    going = row["status"] in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+    if context.caps and going and row["category"] == Category.MARKETING:
+        recent = context.recent.setdefault(row["customer_id"], [])
+        recent.append((MessageChannel(row["channel"]), row["created_at"]))
 
 
 def timeline_event(row: Mapping[str, Any]) -> customers.SystemEvent:
@@ -383,8 +395,8 @@ def _apply_verdict(
         expired = (verdict.reason or "").startswith("expired")
         row["status"] = DeliveryStatus.EXPIRED if expired else DeliveryStatus.SUPPRESSED
         row["reason"] = f"{verdict.reason}: {verdict.message}"
-        if not render_refused:
-            return
+        if not render_refused or (template is None and request.content is None):
+            return  # nothing to render: no content on this channel
     try:
         row["locale"], row["content"] = render(request, context, row=row, template=template)
     except rendering.RenderFailed as exc:

@@ -33,8 +33,8 @@ from regulars.messages import (
     templates,
 )
 from regulars.messages.broadcasts import cancel as cancel_broadcast
-from regulars.messages.broadcasts import expand as expand_broadcast
 from regulars.messages.broadcasts import create as create_broadcast
+from regulars.messages.broadcasts import expand as expand_broadcast
 from regulars.messages.broadcasts import get as get_broadcast
 from regulars.messages.broadcasts import list_recent as list_broadcasts
 from regulars.messages.content import SOURCE_MODELS
@@ -51,27 +51,37 @@ from regulars.messages.sending import SendRequest, send, send_many
 
 __all__ = [
     "SendRequest",
-    "feedback",
-    "inbox",
-    "links",
-    "preferences",
-    "providers",
-    "replies",
-    "subscriptions",
-    "templates",
     "cancel_broadcast",
     "create_broadcast",
     "deliver_round",
     "expand_broadcast",
+    "feedback",
     "get_broadcast",
     "get_delivery",
+    "inbox",
+    "links",
     "list_broadcasts",
     "list_deliveries",
+    "preferences",
     "preview",
+    "providers",
+    "replies",
     "send",
     "send_many",
     "send_message",
+    "subscriptions",
+    "templates",
 ]
+
+
+def follow_merge(session: Session, customer_id: str, survivor_id: str | None) -> None:
+    """A profile merged into another takes its messages along, so an unsubscribe link sent
+    before the merge still works; an erased profile's messages go with it (cascade)."""
+    if survivor_id is not None:
+        repository.move_customer_rows(session, merged_id=customer_id, survivor_id=survivor_id)
+
+
+customers.on_removal(follow_merge)
 
 
 def deliver_round(session: Session, *, worker_id: str, now: datetime) -> int:

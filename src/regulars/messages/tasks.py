@@ -12,6 +12,7 @@ from regulars.config import get_settings
 from regulars.db import session_scope
 from regulars.jobs import service as jobs
 from regulars.messages import broadcasts, dispatch
+from regulars.messages import service as _service  # noqa: F401  (registers the merge listener)
 
 log = logging.getLogger(__name__)
 

@@ -237,8 +237,16 @@ def push_preflight() -> Response:
 
 @router.post("/push/subscriptions")
 async def push_subscribe(request: Request) -> Response:
-    """A browser's PushSubscription from regulars-push.js; the write key is the Basic user."""
-    body = await request.body()
+    """A browser's PushSubscription from regulars-push.js; the write key is the Basic user.
+    Errors carry the CORS headers too, so the script on the store's site can read them."""
+    try:
+        customer_id = _subscribe(await request.body(), request.headers.get("authorization"))
+    except RegularsError as error:
+        return JSONBody(error.to_body(), status_code=error.status, headers=CORS)
+    return JSONBody({"customer_id": customer_id}, status_code=201, headers=CORS)
+
+
+def _subscribe(body: bytes, authorization: str | None) -> str:
     if len(body) > MAX_FORM_BYTES:
         raise ValidationFailed("the subscription is too large")
     try:
@@ -249,12 +257,11 @@ async def push_subscribe(request: Request) -> Response:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ValidationFailed(f"{where}: {first['msg']}") from exc
-    write_key = write_key_of(request.headers.get("authorization"), raw)
+        raise ValidationFailed(f"{where}: {first['msg']}" if where else first["msg"]) from exc
+    write_key = write_key_of(authorization, raw)
     with session_scope() as session:
         source = authenticate(session, write_key)
-        customer_id = service.subscriptions.subscribe(session, data, source=source.id)
-    return JSONBody({"customer_id": customer_id}, status_code=201, headers=CORS)
+        return service.subscriptions.subscribe(session, data, source=source.id)
 
 
 @router.get("/push/{name}.js")
