@@ -116,6 +116,7 @@ def test_export_holds_every_row_about_the_customer(
         "consent_history",
         "group_memberships",
         "merges",
+        "held_elsewhere",
     }
     assert body["customer"]["id"] == ada
     assert body["customer"]["email"] == "ada@example.com"

@@ -416,6 +416,34 @@ def test_twilio_outage_fails_over_to_the_second_account(
     assert request.form["StatusCallback"] == f"{PUBLIC}/webhooks/twilio/twilio-b/status"
 
 
+# --- in-app ---
+
+
+def test_inapp_message_is_kept_in_the_customers_inbox(
+    moved: FrozenClock, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    save_provider("inbox", MessageChannel.INAPP, "inapp", {})
+    ada = customer("ada", first_name="Ada")
+    template("beans_inapp", "inapp")
+
+    sent_id = send(ada, "beans_inapp")
+    assert worker_round() == 1
+
+    with session_scope(readonly=True) as session:
+        inbox = service.inbox.page(session, ada, cursor=None, limit=10)
+    assert [(i.delivery_id, i.title, i.body, i.link, i.read_at) for i in inbox.items] == [
+        (sent_id, "New beans, Ada", "Our new beans are in.", "https://shop.example.com/beans", None)
+    ]
+    assert inbox.unread_count == 1
+    found = delivery(sent_id)
+    assert (found.status, found.provider, found.delivered_at) == (
+        DeliveryStatus.DELIVERED,
+        "inbox",
+        T0,
+    )
+    assert message_events(ada) == ["message.queued", "message.sent", "message.delivered"]
+
+
 # --- rate limits and expiry ---
 
 
@@ -444,6 +472,24 @@ def test_rate_limit_sends_at_most_the_rate_per_second_and_holds_the_rest(
     assert len(sink.received) == 12
     # Held back is no event: each message was queued once and sent once.
     assert Counter(message_events(ada)) == {"message.queued": 12, "message.sent": 12}
+
+
+def test_rate_below_one_per_second_sends_one_message_every_few_seconds(
+    moved: FrozenClock, sink: SMTPSink, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    smtp_provider("smtp-slow", sink.port, rate_per_second=0.5)  # one every 2 seconds
+    ada = customer("ada", email=ADA, first_name="Ada")
+    template("receipt", "email")
+    for _ in range(3):
+        send(ada, "receipt")
+
+    handed_over = []
+    for _ in range(5):  # T0, T0 + 1 s, ..., T0 + 4 s
+        worker_round()
+        handed_over.append(len(sink.received))
+        moved.advance(timedelta(seconds=1))
+
+    assert handed_over == [1, 1, 2, 2, 3]
 
 
 def test_message_expired_when_the_worker_gets_to_it_is_not_sent(

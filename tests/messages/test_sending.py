@@ -208,6 +208,34 @@ def test_sms_to_a_customer_without_a_phone_is_unreachable(
     assert found.reason == "unreachable: the customer has no phone number"
 
 
+def test_channel_the_template_has_no_content_for_is_suppressed_with_no_template(
+    moved: FrozenClock, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    ada = customer("ada", phone=PHONE, email="ada@example.com", first_name="Ada")
+    template("receipt", "email")
+
+    made = send(ada, template="receipt", channel=MessageChannel.SMS)
+
+    assert status_and_reason(made) == (
+        DeliveryStatus.SUPPRESSED,
+        "no_template: template 'receipt' has no sms content",
+    )
+
+
+def test_inline_content_is_rendered_strictly_without_a_template(
+    moved: FrozenClock, customer: CustomerFactory
+) -> None:
+    ada = customer("ada", phone=PHONE, first_name="Ada")
+
+    made = send(ada, content={"body": "Hi {{ customer.first_name }}"}, channel=MessageChannel.SMS)
+    broken = send(ada, content={"body": "Hi {{ event.name }}"}, channel=MessageChannel.SMS)
+
+    found = delivery(made)
+    assert (found.status, found.template, found.locale) == (DeliveryStatus.QUEUED, None, "en")
+    assert found.content == {"body": "Hi Ada", "encoding": "gsm7", "segments": 1}
+    assert delivery(broken).status == DeliveryStatus.FAILED
+
+
 # --- frequency caps ---
 
 

@@ -7,9 +7,10 @@ same transaction, after each write that can change what a rule reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 
@@ -27,9 +28,12 @@ class CustomerChange:
 
 ChangeListener = Callable[[Session, Mapping[str, CustomerChange]], None]
 RemovalListener = Callable[[Session, str, "str | None"], None]
+# Rows another domain holds about a customer, for the GDPR export: name -> rows.
+ExportContributor = Callable[[Session, str], Mapping[str, Sequence[BaseModel]]]
 
 _change_listeners: list[ChangeListener] = []
 _removal_listeners: list[RemovalListener] = []
+_export_contributors: list[ExportContributor] = []
 
 
 def on_change(listener: ChangeListener) -> ChangeListener:
@@ -46,6 +50,22 @@ def on_removal(listener: RemovalListener) -> RemovalListener:
     if listener not in _removal_listeners:
         _removal_listeners.append(listener)
     return listener
+
+
+def on_export(contributor: ExportContributor) -> ExportContributor:
+    """Add `contributor(session, customer_id)`'s rows to every GDPR export: the domains that
+    keep rows about a customer (segments, messages) say what they hold."""
+    if contributor not in _export_contributors:
+        _export_contributors.append(contributor)
+    return contributor
+
+
+def contributions(session: Session, customer_id: str) -> dict[str, list[BaseModel]]:
+    found: dict[str, list[BaseModel]] = {}
+    for contributor in _export_contributors:
+        for name, rows in contributor(session, customer_id).items():
+            found.setdefault(name, []).extend(rows)
+    return found
 
 
 def publish(session: Session, changes: Mapping[str, CustomerChange]) -> None:

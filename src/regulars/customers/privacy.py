@@ -58,6 +58,7 @@ def export(session: Session, customer_id: str, *, at: datetime) -> CustomerExpor
             MergeRead(merged_id=m.merged_id, reason=m.reason, merged_at=m.merged_at)
             for m in repository.merges_into(session, customer.id)
         ],
+        held_elsewhere=changes.contributions(session, customer.id),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from regulars.config import get_settings
 from regulars.customers.models import Channel, ConsentStatus, EventType, IdentityKind
@@ -255,6 +255,8 @@ class CustomerExport(BaseModel):
     consent_history: list[ConsentChangeRead]
     group_memberships: list[MembershipRead]
     merges: list[MergeRead]
+    # What other domains hold about the customer: "deliveries", "segment_memberships", ...
+    held_elsewhere: dict[str, list[SerializeAsAny[BaseModel]]] = Field(default_factory=dict)
 
 
 class ErasureRead(BaseModel):

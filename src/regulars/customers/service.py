@@ -5,7 +5,7 @@ The work lives in sub-modules by concern: `ingest` (the set-based ingestion engi
 (GDPR export and erasure).
 """
 
-from regulars.customers.changes import CustomerChange, on_change, on_removal
+from regulars.customers.changes import CustomerChange, on_change, on_export, on_removal
 from regulars.customers.ingest import PreparedBatch, ingest, prepare, store
 from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
@@ -43,6 +43,7 @@ __all__ = [
     "list_events",
     "merge",
     "on_change",
+    "on_export",
     "on_removal",
     "prepare",
     "recent_events",

@@ -245,7 +245,8 @@ def close_transports() -> None:
 
 class RateLimiter:
     """A token bucket per provider (per process): at most `rate` messages a second, bursts
-    up to one second's worth. Time comes from the caller, so tests move it."""
+    up to one second's worth (one message for a rate below one a second, which would
+    otherwise never fill a whole token). Time comes from the caller, so tests move it."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, datetime]] = {}
@@ -254,9 +255,10 @@ class RateLimiter:
     def take(self, name: str, rate: float | None, wanted: int, now: datetime) -> int:
         if rate is None:
             return wanted
+        burst = max(rate, 1.0)
         with self._lock:
-            tokens, at = self._buckets.get(name, (rate, now))
-            tokens = min(rate, tokens + max((now - at).total_seconds(), 0.0) * rate)
+            tokens, at = self._buckets.get(name, (burst, now))
+            tokens = min(burst, tokens + max((now - at).total_seconds(), 0.0) * rate)
             granted = min(wanted, int(tokens))
             self._buckets[name] = (tokens - granted, now)
         return granted

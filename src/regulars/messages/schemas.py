@@ -232,6 +232,12 @@ class InboxRead(_Strict):
     ids: list[str] | None = Field(default=None, max_length=1000, description="None: all")
 
 
+class PushSubscriptionRead(BaseModel):
+    endpoint: str
+    user_agent: str | None
+    created_at: datetime
+
+
 class PushSubscriptionKeys(_Strict):
     p256dh: str = Field(min_length=1, max_length=200)
     auth: str = Field(min_length=1, max_length=100)

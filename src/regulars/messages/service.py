@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
@@ -45,6 +46,7 @@ from regulars.messages.schemas import (
     MessageCreate,
     PreviewRead,
     PreviewRequest,
+    PushSubscriptionRead,
     VerdictRead,
 )
 from regulars.messages.sending import SendRequest, send, send_many
@@ -82,6 +84,32 @@ def follow_merge(session: Session, customer_id: str, survivor_id: str | None) ->
 
 
 customers.on_removal(follow_merge)
+
+
+def exported(session: Session, customer_id: str) -> dict[str, list[BaseModel]]:
+    """For the GDPR export: every message sent (with what it said), the inbox, the
+    browsers subscribed to push, a pause."""
+    held: dict[str, list[BaseModel]] = {}
+    deliveries = repository.list_deliveries(
+        session,
+        customer_id=customer_id,
+        channel=None,
+        status=None,
+        broadcast_id=None,
+        provider=None,
+        before_id=None,
+        limit=1_000_000,
+    )
+    held["deliveries"] = [delivery_read(d, with_content=True) for d in deliveries]
+    held["inbox"] = list(inbox.page(session, customer_id, cursor=None, limit=1_000_000).items)
+    held["push_subscriptions"] = [
+        PushSubscriptionRead(endpoint=s.endpoint, user_agent=s.user_agent, created_at=s.created_at)
+        for s in repository.push_subscriptions_of(session, [customer_id]).get(customer_id, [])
+    ]
+    return held
+
+
+customers.on_export(exported)
 
 
 def deliver_round(session: Session, *, worker_id: str, now: datetime) -> int:

@@ -271,3 +271,12 @@ def member_ids_after(
     """Member ids in id order, after `after`: how broadcasts walk a segment of any size."""
     segment = require(session, key_or_id)
     return repository.list_member_ids(session, segment.id, after=after, limit=limit)
+
+
+def exported(session: Session, customer_id: str) -> dict[str, list[MembershipRead]]:
+    """For the GDPR export: every stay in every segment."""
+    history = history_of(session, customer_id, cursor=None, limit=100_000)
+    return {"segment_history": history.items}
+
+
+customers.on_export(exported)
