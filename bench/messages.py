@@ -64,6 +64,7 @@ from regulars.db import Database, session_scope, set_database
 from regulars.identity.models import ApiKeyScope
 from regulars.identity.service import create_api_key
 from regulars.jobs import service as jobs
+from regulars.jobs.models import Job
 from regulars.messages import broadcasts, providers, templates
 from regulars.messages.channels.email import SMTPConfig, _Composer
 from regulars.messages.dispatch import _outgoing
@@ -204,6 +205,7 @@ def prepare_messaging(sink: SinkProcess) -> int:
     with session_scope() as session:
         segments.create(session, SegmentCreate(key=SEGMENT, name="Newsletter readers", rule=rule))
         members = segments.compute(session, SEGMENT).members
+        segments.sweep(session)  # installs the built-in segments, as a running server's first
         marketing = TemplateWrite(
             name="Spring roasts",
             category=Category.MARKETING,
@@ -514,10 +516,11 @@ def transactional_figures(
     bodies = request_bodies(int(seconds * rate), customers_count=audience, seed=seed)
     sink.reset()
     with server_with_worker(url) as port:
-        began = time.perf_counter()
+        began, window = time.perf_counter(), datetime.now(UTC)
         answers = send_steadily(port, api_key, bodies, rate)
         achieved = len(answers) / (time.perf_counter() - began - 0.5)
         outcome = sent_times([a.delivery_id for a in answers])
+    server_jobs = jobs_finished_since(window)
     arrivals = sink.arrivals()
     statuses = [status for status, _ in outcome.values()]
     if statuses.count(DeliveryStatus.SENT) != len(bodies) or len(arrivals) != len(bodies):
@@ -537,11 +540,19 @@ def transactional_figures(
         "requests/s",
         target=rate,
         requests=len(answers),
+        server_jobs=server_jobs,
         late_p99_ms=round(_p99([a.late_ms for a in answers]), 2),
     )
     percentiles(db, "tx_handover", to_sink, (50, 95, 99))
     percentiles(db, "tx_sent_at", to_sent_at, (50, 95, 99))
     percentiles(db, "tx_http", [a.http_ms for a in answers], (50, 99))
+
+
+def jobs_finished_since(since: datetime) -> dict[str, int]:
+    """The jobs the server's worker ran meanwhile (a sweep holds SQLite's write lock)."""
+    query = select(Job.kind, func.count()).where(Job.finished_at >= since).group_by(Job.kind)
+    with session_scope(readonly=True) as session:
+        return {str(kind): int(count) for kind, count in session.execute(query)}
 
 
 def _p99(values: list[float]) -> float:

@@ -858,3 +858,70 @@ def test_waiting_marketing_email_is_not_sent_after_an_unsubscribe_but_transactio
     assert (found.reason or "").startswith("unsubscribed: ")
     assert delivery(receipt).status == DeliveryStatus.SENT
     assert [r.message()["Message-ID"] for r in sink.received] == [f"<{receipt}@shop.example>"]
+
+
+def test_disabled_providers_hold_messages_instead_of_sending_to_the_sandbox(
+    moved: FrozenClock, sink: SMTPSink, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    """Switching every provider of a channel off must not make messages vanish as
+    "delivered" by the sandbox: they wait, and go once a provider is on again."""
+    with session_scope() as session:
+        data = ProviderWrite(
+            channel=MessageChannel.EMAIL,
+            kind="smtp",
+            config={
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "security": "none",
+                "from_address": SENDER,
+            },
+            enabled=False,
+        )
+        providers.save(session, "smtp-off", data)
+    ada = customer("ada", email=ADA, first_name="Ada")
+    template("receipt", "email")
+    sent_id = send(ada, "receipt")
+
+    assert worker_round() == 1
+    held = delivery(sent_id)
+    assert (held.status, held.provider) == (DeliveryStatus.DEFERRED, None)
+    assert held.reason == "retry: every provider of the channel is disabled"
+    assert sink.received == []
+
+    smtp_provider("smtp-on", sink.port)
+    moved.set(held.next_attempt_at or T0)
+    assert worker_round() == 1
+    assert (delivery(sent_id).status, delivery(sent_id).provider) == (
+        DeliveryStatus.SENT,
+        "smtp-on",
+    )
+
+
+def test_a_delivery_that_never_gets_an_outcome_fails_after_the_attempt_limit(
+    moved: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    sink: SMTPSink,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+) -> None:
+    """A message that stops its worker every time (claimed, never recorded) must not be
+    claimed forever: past REGULARS_DELIVERY_MAX_ATTEMPTS it fails, unsent."""
+    monkeypatch.setenv("REGULARS_DELIVERY_MAX_ATTEMPTS", "2")
+    reset_settings()
+    smtp_provider("smtp-main", sink.port)
+    ada = customer("ada", email=ADA, first_name="Ada")
+    template("receipt", "email")
+    sent_id = send(ada, "receipt")
+
+    for attempt in range(2):  # two workers claim it and die before sending
+        moved.set(T0 + attempt * dispatch.LEASE)
+        with session_scope() as session:
+            claimed = dispatch.claim(session, worker_id=f"dead-{attempt}", now=clock.now(), limit=5)
+        assert [c.message.delivery_id for c in claimed.claimed] == [sent_id]
+
+    moved.set(T0 + 2 * dispatch.LEASE)
+    assert worker_round() == 1
+    found = delivery(sent_id)
+    assert found.status == DeliveryStatus.FAILED
+    assert found.reason == "gave up after 2 attempts: no outcome was recorded"
+    assert sink.received == []

@@ -57,17 +57,22 @@ def _email(subject: str, preheader: str, body: str, locale: str) -> dict[str, An
 NEWSLETTER_EN = """      <mj-text font-size="22px">New in: the winter roasts</mj-text>
       <mj-text>Hi {{ customer.first_name | default: "there" }}, our Ethiopian Guji and a dark
         Sumatra holiday blend are out of the roaster this week.</mj-text>
-      <mj-button background-color="#c8553d" href="https://lantern.example/winter">Taste them</mj-button>"""
+      <mj-button background-color="#c8553d" href="https://lantern.example/winter">
+        Taste them</mj-button>"""
 NEWSLETTER_DE = """      <mj-text font-size="22px">Neu: die Winterröstungen</mj-text>
-      <mj-text>Hallo {{ customer.first_name | default: "du" }}, unser äthiopischer Guji und eine
-        dunkle Sumatra-Festtagsmischung sind diese Woche frisch aus dem Röster.</mj-text>
-      <mj-button background-color="#c8553d" href="https://lantern.example/de/winter">Jetzt probieren</mj-button>"""
-ORDER_EN = """      <mj-text font-size="20px">Thank you for your order {{ event.order_id }}</mj-text>
-      <mj-text>Hi {{ customer.first_name | default: "there" }}, we are roasting your coffee now.
-        Total: {{ event.revenue | money: event.currency }}.</mj-text>"""
-ORDER_DE = """      <mj-text font-size="20px">Danke für deine Bestellung {{ event.order_id }}</mj-text>
-      <mj-text>Hallo {{ customer.first_name | default: "du" }}, wir rösten deinen Kaffee gerade.
-        Summe: {{ event.revenue | money: event.currency }}.</mj-text>"""
+      <mj-text>Hallo {{ customer.first_name | default: "du" }}, unser äthiopischer Guji
+        und eine dunkle Sumatra-Festtagsmischung sind diese Woche frisch aus dem Röster.
+      </mj-text>
+      <mj-button background-color="#c8553d" href="https://lantern.example/de/winter">
+        Jetzt probieren</mj-button>"""
+ORDER_EN = """      <mj-text font-size="20px">Thank you for your order {{ event.order_id }}
+      </mj-text>
+      <mj-text>Hi {{ customer.first_name | default: "there" }}, we are roasting your coffee
+        now. Total: {{ event.revenue | money: event.currency }}.</mj-text>"""
+ORDER_DE = """      <mj-text font-size="20px">Danke für deine Bestellung {{ event.order_id }}
+      </mj-text>
+      <mj-text>Hallo {{ customer.first_name | default: "du" }}, wir rösten deinen Kaffee
+        gerade. Summe: {{ event.revenue | money: event.currency }}.</mj-text>"""
 
 TEMPLATES: tuple[tuple[str, MessageChannel, TemplateWrite], ...] = (
     (
@@ -143,10 +148,12 @@ TEMPLATES: tuple[tuple[str, MessageChannel, TemplateWrite], ...] = (
             name="Order confirmation",
             locales={
                 "en": {
-                    "body": "Lantern Coffee: order {{ event.order_id }} confirmed, {{ event.revenue | money: event.currency }}. Thank you!"
+                    "body": "Lantern Coffee: order {{ event.order_id }} confirmed, "
+                    "{{ event.revenue | money: event.currency }}. Thank you!"
                 },
                 "de": {
-                    "body": "Lantern Coffee: Bestellung {{ event.order_id }} bestätigt, {{ event.revenue | money: event.currency }}. Danke!"
+                    "body": "Lantern Coffee: Bestellung {{ event.order_id }} bestätigt, "
+                    "{{ event.revenue | money: event.currency }}. Danke!"
                 },
             },
         ),

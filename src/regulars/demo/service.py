@@ -89,9 +89,7 @@ def load(
         summary.rejected += len(result.rejected)
     customers_service.refresh_rfm(session, now=now)
     summary.segments = install_segments(session, now=now)
-    summary.messages = demo_messages.load(
-        session, seed=seed, now=now, orders=summary.latest_orders
-    )
+    summary.messages = demo_messages.load(session, seed=seed, now=now, orders=summary.latest_orders)
     return summary
 
 

@@ -1,10 +1,12 @@
 """Carry queued deliveries to their providers: claim, send, record.
 
 A round is three steps, so no transaction stays open while a provider answers:
-`claim` (one short transaction: due rows become `sending` under this worker's lease),
-`deliver` (no database: each channel's batch goes to its first provider, what fails with a
-timeout or 5xx fails over to the next one, a 4xx is final), `record` (one transaction:
-statuses, retries with backoff, suppressions, timeline events, in-app inbox rows).
+`claim` (one short transaction: due rows become `sending` under this worker's lease; those
+whose address was suppressed or whose marketing consent was withdrawn while they waited are
+set aside as suppressed), `deliver` (no database: each channel's batch goes to its first
+provider, what fails with a timeout or 5xx fails over to the next one, a 4xx is final),
+`record` (one transaction: statuses, retries with backoff, suppressions, timeline events,
+in-app inbox rows).
 
 A worker killed between deliver and record leaves its rows `sending`; once the lease is
 over they are claimed again. The provider may then see a message twice (at-least-once), and
@@ -194,14 +196,13 @@ def _outgoing(row: Delivery, push: PushTarget | None) -> Outgoing:
 
 
 def provider_chain(session: Session, channel: MessageChannel) -> list[ProviderSpec]:
-    """The channel's enabled providers by priority: the fail-over order. None configured:
-    the sandbox, which keeps what would have been sent."""
-    chain = [
-        _spec(p.name, p.kind, p.config, p.rate_per_second)
-        for p in repository.list_providers(session, channel)
-        if p.enabled
-    ]
-    return chain or [ProviderSpec(SANDBOX, SANDBOX, {}, None, "")]
+    """The channel's enabled providers by priority: the fail-over order. None configured at
+    all: the sandbox, which keeps what would have been sent. Providers configured but all
+    disabled: an empty chain, so messages wait (retries) instead of vanishing in a sandbox."""
+    configured = repository.list_providers(session, channel)
+    if not configured:
+        return [ProviderSpec(SANDBOX, SANDBOX, {}, None, "")]
+    return [_spec(p.name, p.kind, p.config, p.rate_per_second) for p in configured if p.enabled]
 
 
 def _spec(name: str, kind: str, config: Mapping[str, Any], rate: float | None) -> ProviderSpec:
@@ -279,6 +280,10 @@ def deliver(work: Round, *, now: datetime) -> list[Result]:
             )
         elif item.expires_at is not None and item.expires_at <= now:
             results.append(_expired(item))
+        elif item.attempts > get_settings().delivery_max_attempts:
+            # Claimed again and again without an outcome: it stops its worker every time.
+            reason = f"gave up after {item.attempts - 1} attempts: no outcome was recorded"
+            results.append(Result(item.message.delivery_id, DeliveryStatus.FAILED, reason=reason))
         else:
             live.setdefault(item.message.channel, []).append(item)
     for channel, items in live.items():
@@ -294,7 +299,10 @@ def _through_chain(
     items: list[Claimed], chain: Sequence[ProviderSpec], *, now: datetime
 ) -> list[Result]:
     results: list[Result] = []
-    pending, errors = items, {}
+    pending = items
+    errors = {
+        item.message.delivery_id: "every provider of the channel is disabled" for item in items
+    }
     for spec in chain:
         if not pending:
             break
