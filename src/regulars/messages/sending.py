@@ -398,7 +398,7 @@ def _apply_verdict(
         if not render_refused or (template is None and request.content is None):
             return  # nothing to render: no content on this channel
     try:
-        row["locale"], row["content"] = render(request, context, row=row, template=template)
+        row["content"] = render(request, context, row=row, template=template)
     except rendering.RenderFailed as exc:
         row["status"], row["reason"] = DeliveryStatus.FAILED, f"render_failed: {exc}"
         result.error = str(exc)
@@ -421,10 +421,11 @@ def render(
     request: SendRequest,
     context: Context,
     *,
-    row: Mapping[str, Any],
+    row: dict[str, Any],
     template: tuple[Template, TemplateVersion] | None,
-) -> tuple[str, dict[str, Any]]:
-    """The rendered content and its locale; RenderFailed when it cannot be made whole."""
+) -> dict[str, Any]:
+    """The rendered content (its locale set on the row first, so a failure still says which
+    variant failed); RenderFailed when it cannot be made whole."""
     customer = context.customers[request.customer_id]
     channel = MessageChannel(row["channel"])
     wanted = request.locale or customer.locale
@@ -435,6 +436,7 @@ def render(
         assert request.content is not None
         locale = wanted or "en"
         compiled, strict = rendering.compile_source(channel, dict(request.content)), True
+    row["locale"] = locale
     variables = _variables(request, customer, delivery_id=row["id"], now=context.now)
     content = rendering.render(
         compiled,
@@ -448,7 +450,7 @@ def render(
     )
     if channel == MessageChannel.EMAIL:
         content = _tracked(content, row["id"], keep=variables["links"].values())
-    return locale, content
+    return content
 
 
 def _variables(
