@@ -336,7 +336,7 @@ def test_an_email_renders_all_four_parts() -> None:
 
 def test_money_is_formatted_in_the_render_locale() -> None:
     compiled = sms('{{ total | money: "EUR" }}')
-    assert body_of(compiled, {"total": 1234.5}, locale="de-DE") == "1.234,50\xa0€"
+    assert body_of(compiled, {"total": 1234.5}, locale="de-DE") == "1.234,50 €"  # SMS: plain space
     assert body_of(compiled, {"total": 1234.5}, locale="en") == "€1,234.50"
     assert body_of(compiled, {"total": "1234.5"}, locale="en_US") == "€1,234.50"
     assert body_of(sms('{{ 5 | money: "usd" }}'), locale="en-US") == "$5.00"
@@ -614,3 +614,11 @@ def test_rewriting_touches_exactly_the_http_links(urls: list[str]) -> None:
     rewritten = rewrite_links(html, click)
     expected = [click(url) if url.startswith("https://") else url for url in urls]
     assert re.findall(r'href="([^"]*)"', rewritten) == expected
+
+
+def test_sms_money_in_a_german_locale_stays_gsm7() -> None:
+    """Babel writes "38,50\u00a0€" with a no-break space, which GSM-7 lacks: the SMS gets a
+    plain space, so it stays one 160-character segment instead of UCS-2."""
+    compiled = compile_source(SMS, {"body": "Summe: {{ 38.5 | money: 'EUR' }}"})
+    rendered = render(compiled, RenderContext({}, locale="de-DE"), strict=True)
+    assert rendered == {"body": "Summe: 38,50 €", "encoding": "gsm7", "segments": 1}

@@ -20,8 +20,6 @@ from regulars.kit import clock
 from regulars.messages import service as messages
 from regulars.messages.models import Category, MessageChannel
 from regulars.messages.schemas import BroadcastCreate, TemplateWrite
-from regulars.segments import service as segments
-from regulars.segments.schemas import SegmentCreate
 
 EMAIL_SHELL = """<mjml>
   <mj-head>
@@ -200,18 +198,7 @@ TEMPLATES: tuple[tuple[str, MessageChannel, TemplateWrite], ...] = (
     ),
 )
 
-NEWSLETTER_SEGMENT = SegmentCreate(
-    key="newsletter-subscribers",
-    name="Newsletter subscribers",
-    description="Subscribed to email and to the newsletter topic.",
-    rule={
-        "type": "and",
-        "rules": [
-            {"type": "consent", "channel": "email", "status": "subscribed"},
-            {"type": "consent", "channel": "email", "topic": "newsletter", "status": "subscribed"},
-        ],
-    },
-)
+NEWSLETTER_SEGMENT = "newsletter-subscribers"  # one of demo.service.DEMO_SEGMENTS
 
 
 @dataclass(slots=True)
@@ -259,9 +246,6 @@ def _confirm_orders(session: Session, orders: Sequence[Order]) -> int:
 
 
 def _past_newsletter(session: Session, rng: random.Random, *, now: datetime) -> dict[str, int]:
-    if segments.find(session, NEWSLETTER_SEGMENT.key) is None:
-        segments.create(session, NEWSLETTER_SEGMENT)
-    segments.compute(session, NEWSLETTER_SEGMENT.key)
     sent_at = now - timedelta(days=7)
     with clock.frozen(sent_at) as frozen:
         broadcast = messages.create_broadcast(
@@ -269,7 +253,7 @@ def _past_newsletter(session: Session, rng: random.Random, *, now: datetime) -> 
             BroadcastCreate(
                 name="Winter roasts newsletter",
                 template="newsletter",
-                segment=NEWSLETTER_SEGMENT.key,
+                segment=NEWSLETTER_SEGMENT,
                 channel=MessageChannel.EMAIL,
             ),
         )

@@ -142,6 +142,23 @@ DEMO_SEGMENTS: tuple[dict[str, Any], ...] = (
         },
     },
     {
+        "key": "newsletter-subscribers",
+        "name": "Newsletter subscribers",
+        "description": "Subscribed to email and to the newsletter topic.",
+        "rule": {
+            "type": "and",
+            "rules": [
+                {"type": "consent", "channel": "email", "status": "subscribed"},
+                {
+                    "type": "consent",
+                    "channel": "email",
+                    "topic": "newsletter",
+                    "status": "subscribed",
+                },
+            ],
+        },
+    },
+    {
         "key": "sms-reachable-espresso",
         "name": "Espresso lovers we can text",
         "description": "Favourite roast espresso, reachable by SMS.",

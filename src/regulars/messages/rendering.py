@@ -620,8 +620,14 @@ def _email(fill: _Fill) -> dict[str, object]:
     return {"subject": subject, "preheader": preheader, "html": html, "text": text}
 
 
+# Locale formatting (Babel) puts no-break and thin spaces in amounts and dates ("38,50 €"):
+# in an SMS one of them alone would switch the whole message to UCS-2, at 70 characters a
+# segment instead of 160. A plain space reads the same.
+_SMS_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2007": " "})
+
+
 def _sms(fill: _Fill) -> dict[str, object]:
-    body = fill("body")
+    body = fill("body").translate(_SMS_SPACES)
     measure = measure_sms(body)
     return {"body": body, "encoding": measure.encoding, "segments": measure.segments}
 
