@@ -22,7 +22,9 @@ import http_ece
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi.testclient import TestClient
 
+from regulars.app import create_app
 from regulars.config import reset_settings
 from regulars.customers import service as customers
 from regulars.customers.models import Channel, ConsentStatus, EventType
@@ -925,3 +927,39 @@ def test_a_delivery_that_never_gets_an_outcome_fails_after_the_attempt_limit(
     assert found.status == DeliveryStatus.FAILED
     assert found.reason == "gave up after 2 attempts: no outcome was recorded"
     assert sink.received == []
+
+
+def test_one_click_unsubscribe_round_trip_from_the_received_email(
+    moved: FrozenClock, sink: SMTPSink, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    """RFC 8058 end to end: the https URL of the List-Unsubscribe header the SMTP server
+    received, POSTed as a mailbox provider does (no cookie, no login, the one-click body),
+    unsubscribes the recipient from the message's topic at once."""
+    smtp_provider("smtp-main", sink.port)
+    ada = customer(
+        "ada", email=ADA, first_name="Ada", consents={"email": "subscribed", "email:news": True}
+    )
+    template("beans_news", "email", category="marketing", topic="news")
+    sent_id = send(ada, "beans_news")
+    assert worker_round() == 1
+    header = sink.received[0].message()["List-Unsubscribe"]
+    [one_click] = [url for url in re.findall(r"<([^>]+)>", header) if url.startswith("https:")]
+
+    client = TestClient(create_app(with_worker=False))
+    answer = client.post(
+        one_click,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert answer.status_code == 200, answer.text
+    with session_scope(readonly=True) as session:
+        consents = customers.list_consents(session, ada) or []
+    assert {(c.topic, c.status) for c in consents if c.channel == Channel.EMAIL} == {
+        ("", ConsentStatus.SUBSCRIBED),
+        ("news", ConsentStatus.UNSUBSCRIBED),
+    }
+    assert delivery(sent_id).status == DeliveryStatus.UNSUBSCRIBED
+    second = send(ada, "beans_news")
+    assert delivery(second).status == DeliveryStatus.SUPPRESSED
+    assert (delivery(second).reason or "").startswith("topic_unsubscribed")
