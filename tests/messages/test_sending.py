@@ -560,3 +560,23 @@ def test_frequency_cap_counts_earlier_messages_of_the_same_batch(
     statuses = [delivery(d).status for d in made]
     assert statuses == [DeliveryStatus.QUEUED] * 4 + [DeliveryStatus.SUPPRESSED]
     assert status_and_reason(made[4])[1].startswith("frequency_cap: 2 email messages")
+
+
+def test_send_many_keys_answer_the_first_delivery_and_keyless_requests_each_make_one(
+    moved: FrozenClock, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    ada = customer("ada", email="ada@example.com", first_name="Ada")
+    template("receipt", "email")
+    keyless = SendRequest(customer_id=ada, template="receipt")
+    keyed = SendRequest(customer_id=ada, template="receipt", idempotency_key="order-1")
+
+    with session_scope() as session:
+        made = service.send_many(session, [keyless, keyed, keyless, keyed])
+
+    assert made[1] == made[3]  # the same key: one delivery
+    assert len({made[0], made[1], made[2]}) == 3  # the same request object, no key: two sends
+    assert len(deliveries_of(ada)) == 3
+    with session_scope() as session:
+        again = service.send_many(session, [keyed])
+    assert again == [made[1]]
+    assert len(deliveries_of(ada)) == 3

@@ -88,31 +88,39 @@ def send(session: Session, request: SendRequest) -> str:
 
 
 def send_many(session: Session, requests: Sequence[SendRequest]) -> list[str]:
-    """Queue many messages at once; answers one delivery id per request, in order."""
+    """Queue many messages at once; answers one delivery id per request, in order. A key
+    already used (before, or earlier in the batch) answers that delivery's id."""
     if len(requests) > MAX_BATCH:
         raise ValueError(f"send at most {MAX_BATCH} messages per call")
     keys = [r.idempotency_key for r in requests if r.idempotency_key]
     known = repository.delivery_ids_by_keys(session, keys) if keys else {}
-    fresh = [r for r in requests if not r.idempotency_key or r.idempotency_key not in known]
-    fresh = list({r.idempotency_key or id(r): r for r in fresh}.values())  # first of a key
-    context = gather(session, fresh, now=clock.now())
-    plans = []
-    for request in fresh:
-        plans.append(plan(request, context))
-        _count_towards_caps(context, plans[-1].row)
-    inserted = repository.insert_deliveries(session, [p.row for p in plans])
-    stored = [p.row for p in plans if p.row["id"] in inserted]
+    fresh: dict[int, SendRequest] = {}  # by position: the first request of each new key
+    batch_keys: set[str] = set()
+    for index, request in enumerate(requests):
+        key = request.idempotency_key
+        if not key or (key not in known and key not in batch_keys):
+            fresh[index] = request
+            batch_keys.update([key] if key else [])
+    context = gather(session, list(fresh.values()), now=clock.now())
+    plans: dict[int, Plan] = {}
+    for index, request in fresh.items():
+        plans[index] = plan(request, context)
+        _count_towards_caps(context, plans[index].row)
+    inserted = repository.insert_deliveries(session, [p.row for p in plans.values()])
+    stored = [p.row for p in plans.values() if p.row["id"] in inserted]
     customers.record_system_events(session, [timeline_event(row) for row in stored])
     if any(row["status"] == DeliveryStatus.QUEUED for row in stored):
         jobs.wake_after_commit(session)
-    made = {id(r): p.row["id"] for r, p in zip(fresh, plans, strict=True)}
+    for p in plans.values():
+        if p.row["idempotency_key"] and p.row["id"] in inserted:
+            known[p.row["idempotency_key"]] = p.row["id"]
     # A key taken meanwhile by another transaction answers that transaction's delivery.
-    lost = [p.row["idempotency_key"] for p in plans if p.row["id"] not in inserted]
+    lost = [p.row["idempotency_key"] for p in plans.values() if p.row["id"] not in inserted]
     known.update(repository.delivery_ids_by_keys(session, lost) if lost else {})
-    for request, p in zip(fresh, plans, strict=True):
-        if request.idempotency_key and p.row["id"] in inserted:
-            known.setdefault(request.idempotency_key, p.row["id"])
-    return [known[r.idempotency_key] if r.idempotency_key else made[id(r)] for r in requests]
+    return [
+        known[r.idempotency_key] if r.idempotency_key else plans[index].row["id"]
+        for index, r in enumerate(requests)
+    ]
 
 
 def _count_towards_caps(context: Context, row: Mapping[str, Any]) -> None:
