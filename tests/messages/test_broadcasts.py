@@ -15,13 +15,14 @@ from regulars.jobs.models import Job, JobStatus
 from regulars.jobs.service import Registry
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
-from regulars.messages import broadcasts, repository, service, tasks
-from regulars.messages.models import DeliveryStatus
-from regulars.messages.schemas import BroadcastCreate, BroadcastRead, DeliveryRead
+from regulars.messages import broadcasts, dispatch, providers, repository, service, tasks
+from regulars.messages.models import DeliveryStatus, MessageChannel
+from regulars.messages.schemas import BroadcastCreate, BroadcastRead, DeliveryRead, ProviderWrite
 from regulars.segments import service as segments
 from regulars.segments.schemas import SegmentCreate
 from regulars.worker import Worker
 from tests.messages.conftest import CustomerFactory, TemplateFactory
+from tests.messages.smtp_sink import free_port
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)  # a Monday: 11:00 in Berlin, 05:00 in New York
 BEANS_CLUB = {"type": "profile", "field": "traits.club", "op": "equals", "value": "beans"}
@@ -309,3 +310,35 @@ def test_broadcast_scheduled_later_waits_for_its_time(
     assert (done.status, done.started_at, done.progress) == ("sent", later, {"delivered": 2})
     assert {d.sent_at for d in deliveries(made.id).values()} == {later}
     assert set(deliveries(made.id)) == set(club)
+
+
+def test_cancel_while_messages_are_with_a_failing_provider_does_not_retry_them(
+    moved: FrozenClock, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    """Messages in flight when the broadcast is cancelled cannot be called back; those the
+    provider did not take (a timeout, a 5xx) are cancelled instead of retried."""
+    members(customer, 2)
+    segment()
+    template("beans_news", "email", category="marketing")
+    config = {"host": "127.0.0.1", "port": free_port(), "security": "none",
+              "from_address": "news@shop.example", "timeout": 2}  # fmt: skip
+    with session_scope() as session:
+        providers.save(
+            session, "down", ProviderWrite(channel=MessageChannel.EMAIL, kind="smtp", config=config)
+        )
+    made = create()
+    with session_scope() as session:
+        broadcasts.expand(session, made.id)
+    with session_scope() as session:
+        work = dispatch.claim(session, worker_id="w1", now=T0, limit=10)
+    assert len(work.claimed) == 2
+
+    with session_scope() as session:
+        broadcasts.cancel(session, made.id)  # both are `sending`: nothing to cancel yet
+    results = dispatch.deliver(work, now=T0)
+    assert {r.status for r in results} == {DeliveryStatus.DEFERRED}  # the provider is down
+    with session_scope() as session:
+        dispatch.record(session, work, results, worker_id="w1", now=T0)
+    dispatch.close_transports()
+
+    assert {d.status for d in deliveries(made.id).values()} == {DeliveryStatus.CANCELLED}

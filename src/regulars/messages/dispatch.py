@@ -69,6 +69,7 @@ class Claimed:
     attempts: int
     expires_at: datetime | None
     template: str | None
+    broadcast: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +108,7 @@ def claim(session: Session, *, worker_id: str, now: datetime, limit: int) -> Rou
             row.attempts,
             row.expires_at,
             row.template_key,
+            row.broadcast_id,
         )
         for row in rows
     ]
@@ -389,7 +391,22 @@ def record(
         session, {by_id[r.delivery_id].message.address for r in results if r.gone}
     )
     repository.add_inbox_messages(session, _inbox_rows(results, by_id, now))
+    _cancel_if_broadcast_cancelled(session, results, by_id, now)
     return len(results)
+
+
+def _cancel_if_broadcast_cancelled(
+    session: Session, results: Sequence[Result], by_id: Mapping[str, Claimed], now: datetime
+) -> None:
+    """A broadcast cancelled while some of its messages were with a provider: those that
+    failed for now (or were held by a rate limit) are cancelled, not retried."""
+    waiting = {
+        by_id[r.delivery_id].broadcast
+        for r in results
+        if r.status in (DeliveryStatus.DEFERRED, DeliveryStatus.QUEUED)
+    }
+    for broadcast_id in repository.cancelled_broadcasts(session, waiting - {None}):
+        repository.cancel_pending(session, broadcast_id=broadcast_id, now=now)
 
 
 def _outcome_row(result: Result, item: Claimed, now: datetime) -> dict[str, Any]:

@@ -446,6 +446,16 @@ def get_broadcast(session: Session, broadcast_id: str, *, lock: bool = False) ->
     return session.get(Broadcast, broadcast_id)
 
 
+def cancelled_broadcasts(session: Session, broadcast_ids: Collection[str | None]) -> list[str]:
+    wanted = [b for b in broadcast_ids if b is not None]
+    if not wanted:
+        return []
+    query = select(Broadcast.id).where(
+        Broadcast.id.in_(wanted), Broadcast.cancelled_at.is_not(None)
+    )
+    return list(session.scalars(query))
+
+
 def list_broadcasts(session: Session, *, limit: int) -> list[Broadcast]:
     return list(session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit)))
 
