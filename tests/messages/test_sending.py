@@ -468,6 +468,54 @@ def test_whatsapp_free_text_goes_only_within_24_hours_of_the_customers_message(
     }
 
 
+def test_whatsapp_message_deferred_past_the_window_goes_as_the_approved_template(
+    moved: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+) -> None:
+    """Quiet hours hold a marketing WhatsApp message until 08:00; free text is decided for
+    the moment it goes out, not the moment it was queued."""
+    monkeypatch.setenv("REGULARS_FREQUENCY_CAPS", "[]")  # three messages in two days
+    reset_settings()
+    ada = customer(
+        "ada",
+        phone=PHONE,
+        first_name="Ada",
+        timezone="Europe/Berlin",
+        consents={"whatsapp": "subscribed"},
+    )
+    template(
+        "order_ready",
+        "whatsapp",
+        {
+            "en": {
+                "body": "Order {{ event.order }} is ready, {{ customer.first_name }}.",
+                "template_name": CONTENT_SID,
+                "parameters": ["{{ event.order }}"],
+            }
+        },
+        category="marketing",
+    )
+    moved.set(datetime(2026, 5, 4, 18, 0, tzinfo=UTC))  # 20:00 in Berlin
+    _reply(MessageChannel.WHATSAPP, "Is it ready?", "SM" + "3" * 32)
+    moved.set(datetime(2026, 5, 4, 20, 30, tzinfo=UTC))  # 22:30 in Berlin: quiet hours
+    held = send(ada, template="order_ready", event={"order": "42"})
+    moved.set(datetime(2026, 5, 5, 17, 0, tzinfo=UTC))  # 19:00: the window is still open
+    late = send(ada, template="order_ready", event={"order": "43"})
+    moved.set(datetime(2026, 5, 5, 20, 0, tzinfo=UTC))  # 22:00 Berlin, two hours before the
+    closing = send(ada, template="order_ready", event={"order": "44"})  # window closes
+
+    assert delivery(held).status == DeliveryStatus.DEFERRED
+    assert delivery(held).next_attempt_at == datetime(2026, 5, 5, 6, 0, tzinfo=UTC)
+    assert delivery(held).content == {"body": "Order 42 is ready, Ada."}  # 06:00 UTC < 18:00
+    assert delivery(late).content == {"body": "Order 43 is ready, Ada."}
+    assert delivery(closing).next_attempt_at == datetime(2026, 5, 6, 6, 0, tzinfo=UTC)
+    assert delivery(closing).content == {
+        "template": {"name": CONTENT_SID, "language": "en", "parameters": ["44"]}
+    }
+
+
 # --- locales and strict templates ---
 
 

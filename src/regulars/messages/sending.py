@@ -76,7 +76,7 @@ class Context:
     pauses: dict[str, datetime]
     recent: dict[str, list[tuple[MessageChannel, datetime]]]
     push: dict[str, list[PushSubscription]]
-    whatsapp_open: set[str]
+    whatsapp_last_inbound: dict[str, datetime]
     caps: list[policy.Cap]
     quiet: policy.QuietHours
 
@@ -174,7 +174,7 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
         pauses=repository.pauses_of(session, customer_ids),
         recent=recent,
         push=repository.push_subscriptions_of(session, customer_ids),
-        whatsapp_open=_whatsapp_open(session, customer_ids, now=now),
+        whatsapp_last_inbound=_whatsapp_last_inbound(session, customer_ids, now=now),
         caps=caps,
         quiet=quiet_hours(),
     )
@@ -220,12 +220,19 @@ def _suppressions(
     return found
 
 
-def _whatsapp_open(session: Session, customer_ids: Sequence[str], *, now: datetime) -> set[str]:
-    """Customers who wrote to us on WhatsApp in the last 24 hours: free text is allowed."""
+def _whatsapp_last_inbound(
+    session: Session, customer_ids: Sequence[str], *, now: datetime
+) -> dict[str, datetime]:
+    """When each customer last wrote to us on WhatsApp, within the last 24 hours: free text
+    is allowed until 24 hours after it."""
     inbound = customers.recent_events(
         session, customer_ids, name=INBOUND_EVENT, since=now - WHATSAPP_WINDOW
     )
-    return {c for c, event in inbound if event.properties.get("channel") == "whatsapp"}
+    last: dict[str, datetime] = {}
+    for customer_id, event in inbound:
+        if event.properties.get("channel") == "whatsapp":
+            last[customer_id] = max(event.timestamp, last.get(customer_id, event.timestamp))
+    return last
 
 
 # --- planning one request ---
@@ -405,22 +412,21 @@ def _apply_verdict(
         row["reason"] = f"{verdict.reason}: {verdict.message}"
         if not render_refused or (template is None and request.content is None):
             return  # nothing to render: no content on this channel
+    not_before = max(context.now, request.not_before or context.now)
+    if verdict.kind == policy.VerdictKind.DEFER:
+        assert verdict.at is not None
+        row["status"] = DeliveryStatus.DEFERRED
+        row["reason"] = f"{verdict.reason}: {verdict.message}"
+        not_before = max(verdict.at, not_before)
     try:
-        row["content"] = render(request, context, row=row, template=template)
+        row["content"] = render(request, context, row=row, template=template, at=not_before)
     except rendering.RenderFailed as exc:
         row["status"], row["reason"] = DeliveryStatus.FAILED, f"render_failed: {exc}"
         result.error = str(exc)
         return
     if verdict.kind == policy.VerdictKind.REFUSE:
         return
-    not_before = max(context.now, request.not_before or context.now)
-    if verdict.kind == policy.VerdictKind.DEFER:
-        assert verdict.at is not None
-        row["status"] = DeliveryStatus.DEFERRED
-        row["reason"] = f"{verdict.reason}: {verdict.message}"
-        row["next_attempt_at"] = max(verdict.at, not_before)
-    else:
-        row["next_attempt_at"] = not_before
+    row["next_attempt_at"] = not_before
     if row["channel"] == MessageChannel.WEBHOOK:
         row["address"] = row["content"].get("url")
 
@@ -431,9 +437,10 @@ def render(
     *,
     row: dict[str, Any],
     template: tuple[Template, TemplateVersion] | None,
+    at: datetime,
 ) -> dict[str, Any]:
-    """The rendered content (its locale set on the row first, so a failure still says which
-    variant failed); RenderFailed when it cannot be made whole."""
+    """The rendered content, as it will go out `at` (its locale set on the row first, so a
+    failure still says which variant failed); RenderFailed when it cannot be made whole."""
     customer = context.customers[request.customer_id]
     channel = MessageChannel(row["channel"])
     wanted = request.locale or customer.locale
@@ -454,11 +461,17 @@ def render(
             timezone=customer.timezone or get_settings().default_timezone,
         ),
         strict=strict,
-        whatsapp_free_text=customer.id in context.whatsapp_open,
+        whatsapp_free_text=_window_open(context.whatsapp_last_inbound.get(customer.id), at),
     )
     if channel == MessageChannel.EMAIL:
         content = _tracked(content, row["id"], keep=variables["links"].values())
     return content
+
+
+def _window_open(last_inbound: datetime | None, at: datetime) -> bool:
+    """Free text only if the message goes out within 24 hours of the customer's last
+    WhatsApp message (a message deferred past that goes as the approved template)."""
+    return last_inbound is not None and at < last_inbound + WHATSAPP_WINDOW
 
 
 def _variables(
