@@ -15,7 +15,7 @@ from regulars.jobs.models import Job, JobStatus
 from regulars.jobs.service import Registry
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
-from regulars.messages import broadcasts, dispatch, providers, repository, service, tasks
+from regulars.messages import broadcasts, dispatch, outcomes, providers, repository, service, tasks
 from regulars.messages.models import DeliveryStatus, MessageChannel
 from regulars.messages.schemas import BroadcastCreate, BroadcastRead, DeliveryRead, ProviderWrite
 from regulars.segments import service as segments
@@ -338,7 +338,7 @@ def test_cancel_while_messages_are_with_a_failing_provider_does_not_retry_them(
     results = dispatch.deliver(work, now=T0)
     assert {r.status for r in results} == {DeliveryStatus.DEFERRED}  # the provider is down
     with session_scope() as session:
-        dispatch.record(session, work, results, worker_id="w1", now=T0)
+        outcomes.record(session, work, results, worker_id="w1", now=T0)
     dispatch.close_transports()
 
     assert {d.status for d in deliveries(made.id).values()} == {DeliveryStatus.CANCELLED}

@@ -35,6 +35,7 @@ from regulars.kit.clock import FrozenClock
 from regulars.messages import (
     dispatch,
     links,
+    outcomes,
     providers,
     replies,
     repository,
@@ -725,7 +726,7 @@ def test_a_worker_killed_before_recording_is_taken_over_after_its_lease(
     ids_seen = [r.message()["Message-ID"] for r in sink.received]
     assert ids_seen == [f"<{sent_id}@shop.example>"] * 2
     with session_scope() as session:  # w1 comes back from the dead: its lease is gone
-        recorded = dispatch.record(session, work, lost_results, worker_id="w1", now=clock.now())
+        recorded = outcomes.record(session, work, lost_results, worker_id="w1", now=clock.now())
     assert recorded == 0
     assert delivery(sent_id).sent_at == T0 + dispatch.LEASE
 

@@ -24,6 +24,7 @@ from regulars.messages import (
     feedback,
     inbox,
     links,
+    outcomes,
     policy,
     preferences,
     providers,
@@ -119,7 +120,7 @@ def deliver_round(session: Session, *, worker_id: str, now: datetime) -> int:
         session, worker_id=worker_id, now=now, limit=get_settings().dispatch_batch_size
     )
     if work.claimed:
-        dispatch.record(
+        outcomes.record(
             session, work, dispatch.deliver(work, now=now), worker_id=worker_id, now=now
         )
     return len(work.claimed)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from regulars.config import get_settings
 from regulars.db import session_scope
 from regulars.jobs import service as jobs
-from regulars.messages import broadcasts, dispatch
+from regulars.messages import broadcasts, dispatch, outcomes
 from regulars.messages import service as _service  # noqa: F401  (registers the merge listener)
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def deliver_due(worker_id: str, now: datetime, limit: int) -> int:
         return 0
     results = dispatch.deliver(work, now=now)
     with session_scope() as session:
-        dispatch.record(session, work, results, worker_id=worker_id, now=now)
+        outcomes.record(session, work, results, worker_id=worker_id, now=now)
     return len(work.claimed)
 
 
