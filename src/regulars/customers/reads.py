@@ -273,3 +273,13 @@ def find_by_identity(
         if key in found:
             return found[key][0]
     return None
+
+
+def consent_statuses(
+    session: Session, customer_ids: Sequence[str]
+) -> dict[str, dict[tuple[str, str], str]]:
+    """Each customer's consents as {(channel, topic): status}, without loading profiles."""
+    found: dict[str, dict[tuple[str, str], str]] = {}
+    for customer_id, channel, topic, status in repository.consent_statuses(session, customer_ids):
+        found.setdefault(customer_id, {})[(str(channel), topic)] = str(status)
+    return found

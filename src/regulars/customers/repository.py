@@ -308,6 +308,20 @@ def consents_of(session: Session, customer_ids: Collection[str]) -> list[Consent
     return list(session.scalars(select(Consent).where(Consent.customer_id.in_(customer_ids))))
 
 
+def consent_statuses(
+    session: Session, customer_ids: Collection[str]
+) -> list[tuple[str, str, str, str]]:
+    """(customer id, channel, topic, status) rows: the cheap read for policy checks."""
+    found: list[tuple[str, str, str, str]] = []
+    for chunk in _chunks(sorted(customer_ids)):
+        query = select(Consent.customer_id, Consent.channel, Consent.topic, Consent.status)
+        found.extend(
+            (c, ch, t, st)
+            for c, ch, t, st in session.execute(query.where(Consent.customer_id.in_(chunk)))
+        )
+    return found
+
+
 def add_consent_changes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
         session.execute(_table(ConsentChange).insert(), list(rows))

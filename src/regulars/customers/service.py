@@ -11,6 +11,7 @@ from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
 from regulars.customers.reads import (
     change_consents,
+    consent_statuses,
     find_by_identity,
     find_by_phone,
     find_customer,
@@ -30,6 +31,7 @@ __all__ = [
     "PreparedBatch",
     "SystemEvent",
     "change_consents",
+    "consent_statuses",
     "erase",
     "export",
     "find_by_identity",

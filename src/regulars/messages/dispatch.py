@@ -123,14 +123,10 @@ def _refused_now(session: Session, rows: Sequence[Delivery], *, now: datetime) -
     marketing consent withdrawn or paused meanwhile stops it at the last moment."""
     suppressed = _suppressed(session, rows)
     marketing = sorted({r.customer_id for r in rows if r.category == Category.MARKETING})
-    people = customers.get_customers(session, marketing) if marketing else {}
+    consents = customers.consent_statuses(session, marketing) if marketing else {}
     pauses = repository.pauses_of(session, marketing) if marketing else {}
     refused: dict[str, str] = {}
     for row in rows:
-        person = people.get(row.customer_id)
-        consents = (
-            {(c.channel.value, c.topic): c.status.value for c in person.consents} if person else {}
-        )
         facts = policy.PolicyInput(
             category=Category(row.category),
             channel=MessageChannel(row.channel),
@@ -138,7 +134,7 @@ def _refused_now(session: Session, rows: Sequence[Delivery], *, now: datetime) -
             now=now,
             expires_at=None,
             timezone=None,
-            consents=consents,
+            consents=consents.get(row.customer_id, {}),
             suppressed_reason=suppressed.get((row.channel, row.address or "")),
             address=row.address,
             paused_until=pauses.get(row.customer_id),

@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, Table, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.db import Base
+from regulars.db import Base, bulk_write
 from regulars.messages.models import (
     Broadcast,
     Category,
@@ -95,18 +95,32 @@ def delete_template(session: Session, template: Template) -> None:
 
 
 def insert_deliveries(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert deliveries; a row whose idempotency key is taken is skipped. Answers the ids
-    inserted."""
-    inserted: set[str] = set()
-    for chunk in _chunks(rows):
-        statement = (
-            _insert(session, Delivery)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(Delivery.__table__.c.id)
+    """Insert deliveries in one statement whose text never changes (db.bulk_write); a row
+    whose idempotency key is taken is skipped. Answers the ids inserted."""
+    if not rows:
+        return set()
+    table = _table(Delivery)
+
+    def finish(statement: Any) -> Any:
+        return statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+    if _is_postgres(session):
+        written = bulk_write(
+            session, table, rows, shape="deliveries", finish=finish, returning=table.c.id
         )
-        inserted.update(session.scalars(statement))
-    return inserted
+        return {delivery_id for (delivery_id,) in written}
+    # SQLite writers hold the database lock: the keys not taken now are the rows it writes.
+    taken = delivery_ids_by_keys(
+        session, [r["idempotency_key"] for r in rows if r["idempotency_key"]]
+    )
+    bulk_write(session, table, rows, shape="deliveries", finish=finish)
+    return {row["id"] for row in rows if row["idempotency_key"] not in taken}
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def get_delivery(session: Session, delivery_id: str) -> Delivery | None:
