@@ -3,6 +3,7 @@ through the API with the embedded worker.
 
     python -m bench.messages [--quick] [--db sqlite|postgresql|both] [--customers N]
                              [--seconds S] [--rate R] [--seed N] [--pg-url URL]
+                             [--concurrency N]
 
 The store: N customers (100,000; --quick 2,000) made from --seed, each an identify (email,
 first name, locale en-US or de-DE 60/40 with a time zone to match, email and
@@ -26,6 +27,9 @@ queue (broadcast_dispatch_msgs_per_s: claim, SMTP, record) and the rest
 (broadcast_expand_msgs_per_s: the messages.broadcast jobs, i.e. segment walk, policies,
 rendering, insert, and the job machinery). broadcast_peak_rss: this process's peak resident
 memory during the broadcast (at_start_mb: its resident memory when the broadcast began).
+With --concurrency N (PostgreSQL only; SQLite runs one worker thread) N worker threads share
+the broadcast, as `regulars worker -c N` runs them; the dispatch/expand split then adds up
+the threads' times and is only indicative.
 
 Transactional figures: a server (uvicorn, REGULARS_EMBEDDED_WORKER=true) on the same
 database takes POST /api/messages (order_confirmed, an event with order_id, revenue and
@@ -274,15 +278,39 @@ class BroadcastRun:
     statuses: dict[str, int]
 
 
-def run_broadcast() -> BroadcastRun:
+def run_broadcast(concurrency: int = 1) -> BroadcastRun:
+    """The broadcast, worked by `concurrency` workers (threads, as `regulars worker -c N`
+    runs them on PostgreSQL); with one, in this thread."""
     jobs.discover()
     registry = TimedRegistry(jobs.registry)
-    worker = Worker(registry=registry)
+    workers = [Worker(registry=registry, worker_id=f"bench-{i}") for i in range(concurrency)]
     at_start = _reset_peak_rss()
     began = time.perf_counter()
     with session_scope() as session:
         data = BroadcastCreate(name="Spring roasts", template=NEWSLETTER, segment=SEGMENT)
         broadcast_id = broadcasts.create(session, data).id
+    stop = threading.Event()
+    helpers = [threading.Thread(target=_work, args=(w, stop)) for w in workers[1:]]
+    for helper in helpers:
+        helper.start()
+    try:
+        statuses = _work_until_sent(workers[0], broadcast_id)
+    finally:
+        stop.set()
+        for helper in helpers:
+            helper.join()
+    seconds = time.perf_counter() - began
+    peak = _memory_mb("VmHWM")
+    return BroadcastRun(broadcast_id, seconds, registry.drain_seconds, peak, at_start, statuses)
+
+
+def _work(worker: Worker, stop: threading.Event) -> None:
+    while not stop.is_set():
+        if worker.run_once() == 0:
+            stop.wait(0.01)  # the other worker is queueing the next chunk
+
+
+def _work_until_sent(worker: Worker, broadcast_id: str) -> dict[str, int]:
     idle_since: float | None = None
     while True:
         if worker.run_once() > 0:
@@ -290,14 +318,11 @@ def run_broadcast() -> BroadcastRun:
             continue
         statuses = _statuses(broadcast_id)
         if _broadcast_done(broadcast_id) and not set(statuses) - FINAL:
-            break
+            return statuses
         idle_since = idle_since or time.monotonic()
         if time.monotonic() - idle_since > SETTLE_SECONDS:
             raise RuntimeError(f"the broadcast stalled: {statuses}")
         time.sleep(0.05)  # deliveries held for a retry: wait for them (bounded above)
-    seconds = time.perf_counter() - began
-    peak = _memory_mb("VmHWM")
-    return BroadcastRun(broadcast_id, seconds, registry.drain_seconds, peak, at_start, statuses)
 
 
 def _statuses(broadcast_id: str) -> dict[str, int]:
@@ -354,9 +379,9 @@ def raw_smtp_rate(sink: SinkProcess, broadcast_id: str) -> tuple[float, int]:
     return len(mails) / seconds, len(mails)
 
 
-def broadcast_figures(db: str, sink: SinkProcess, *, audience: int) -> None:
+def broadcast_figures(db: str, sink: SinkProcess, *, audience: int, concurrency: int) -> None:
     sink.reset()
-    run = run_broadcast()
+    run = run_broadcast(concurrency)
     sent = run.statuses.get(DeliveryStatus.SENT, 0)
     arrived = sink.count()
     if sent != audience or arrived != audience:
@@ -364,7 +389,7 @@ def broadcast_figures(db: str, sink: SinkProcess, *, audience: int) -> None:
     raw, raw_count = raw_smtp_rate(sink, run.broadcast_id)
     rate = audience / run.seconds
     expand_seconds = run.seconds - run.dispatch_seconds
-    extra = {"messages": audience, "seconds": round(run.seconds, 2)}
+    extra = {"messages": audience, "seconds": round(run.seconds, 2), "workers": concurrency}
     figure(BENCH, "broadcast_msgs_per_s", db, rate, "msgs/s", ratio=round(rate / raw, 3), **extra)
     figure(
         BENCH,
@@ -594,7 +619,7 @@ def drop_sqlite(url: str) -> None:
 
 
 def bench_database(
-    db: str, *, count: int, seconds: float, rate: float, seed: int, pg_url: str
+    db: str, *, count: int, seconds: float, rate: float, seed: int, pg_url: str, concurrency: int
 ) -> None:
     url = fresh_database(db, pg_url=pg_url)
     set_database(Database(url))
@@ -607,7 +632,8 @@ def bench_database(
                 f"{db}: {count:,} customers, {audience:,} members in "
                 f"{time.perf_counter() - began:.1f} s"
             )
-            broadcast_figures(db, sink, audience=audience)
+            workers = concurrency if db == "postgresql" else 1  # SQLite: one worker thread
+            broadcast_figures(db, sink, audience=audience, concurrency=workers)
             if db == "postgresql":
                 vacuum(url)
             transactional_figures(
@@ -631,6 +657,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=RATE, help="transactional requests/s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="worker threads for the broadcast on PostgreSQL (regulars worker -c N)",
+    )
     args = parser.parse_args()
     count = args.customers or (QUICK_CUSTOMERS if args.quick else FULL_CUSTOMERS)
     seconds = args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS)
@@ -638,7 +670,13 @@ def main() -> None:
     reset_settings()
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         bench_database(
-            db, count=count, seconds=seconds, rate=args.rate, seed=args.seed, pg_url=args.pg_url
+            db,
+            count=count,
+            seconds=seconds,
+            rate=args.rate,
+            seed=args.seed,
+            pg_url=args.pg_url,
+            concurrency=args.concurrency,
         )
 
 
