@@ -157,7 +157,7 @@ def timeline_event(row: Mapping[str, Any]) -> customers.SystemEvent:
 def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) -> Context:
     settings = get_settings()
     customer_ids = sorted({r.customer_id for r in requests})
-    found = customers.get_customers(session, customer_ids)
+    found = customers.get_customers(session, customer_ids, identities=False)
     caps = policy.parse_caps(settings.frequency_caps)
     longest = max((cap.window for cap in caps), default=timedelta(0))
     recent: dict[str, list[tuple[MessageChannel, datetime]]] = {}
