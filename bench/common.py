@@ -88,14 +88,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, *, workers: int = 1) -> Iterator[Server]:
+def running_server(
+    database_url: str, *, workers: int = 1, embedded_worker: bool = False
+) -> Iterator[Server]:
     """`uvicorn regulars.app:create_app` on loopback against `database_url`, with `workers`
-    server processes (as `regulars serve --workers` runs it)."""
+    server processes (as `regulars serve --workers` runs it), the background worker inside
+    it or not."""
     port = free_port()
     env = {
         **os.environ,
         "REGULARS_DATABASE_URL": database_url,
-        "REGULARS_EMBEDDED_WORKER": "false",
+        "REGULARS_EMBEDDED_WORKER": "true" if embedded_worker else "false",
         "REGULARS_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "uvicorn", "regulars.app:create_app", "--factory"]

@@ -52,12 +52,10 @@ import random
 import shutil
 import smtplib
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +66,7 @@ import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bench.common import figure, free_port, fresh_database
+from bench.common import figure, fresh_database, running_server
 from bench.smtp_sink import SinkProcess
 from regulars.config import reset_settings
 from regulars.customers import service as customers
@@ -415,55 +413,6 @@ class Answer:
     late_ms: float  # how far behind its schedule the request left
 
 
-@contextmanager
-def server_with_worker(database_url: str) -> Iterator[int]:
-    """`uvicorn regulars.app:create_app` on loopback with the embedded worker; yields the port.
-    (bench.common.running_server turns the worker off.)"""
-    port = free_port()
-    env = {
-        **os.environ,
-        "REGULARS_DATABASE_URL": database_url,
-        "REGULARS_EMBEDDED_WORKER": "true",
-        "REGULARS_LOG_LEVEL": "WARNING",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "regulars.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    process = subprocess.Popen(command, env=env)
-    try:
-        _wait_until_ready(port, process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_until_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.05)  # readiness poll of a real server, bounded by the deadline
-    raise RuntimeError(f"the server did not answer within {STARTUP_SECONDS} s")
-
-
 def request_bodies(total: int, *, customers_count: int, seed: int) -> list[bytes]:
     rng = random.Random(f"{seed}-tx")
     bodies = []
@@ -546,7 +495,8 @@ def transactional_figures(
         _, api_key = create_api_key(session, "bench", ApiKeyScope.WRITE)
     bodies = request_bodies(int(seconds * rate), customers_count=audience, seed=seed)
     sink.reset()
-    with server_with_worker(url) as port:
+    with running_server(url, embedded_worker=True) as server:
+        port = server.port
         began, window = time.perf_counter(), datetime.now(UTC)
         answers = send_steadily(port, api_key, bodies, rate)
         achieved = len(answers) / (time.perf_counter() - began - 0.5)
