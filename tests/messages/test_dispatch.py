@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import http_ece
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
 
@@ -47,6 +42,7 @@ from regulars.messages.models import DeliveryStatus, MessageChannel, PushSubscri
 from regulars.messages.schemas import DeliveryRead, ProviderWrite
 from regulars.messages.sending import SendRequest
 from tests.messages.conftest import CustomerFactory, TemplateFactory
+from tests.messages.push_service import BrowserKeys, PushService, running_push_service
 from tests.messages.smtp_sink import SMTPSink, free_port
 from tests.messages.twilio_fake import FakeTwilio
 
@@ -519,68 +515,14 @@ def test_message_expired_when_the_worker_gets_to_it_is_not_sent(
 # --- web push through a local push service ---
 
 
-@dataclass
-class Pushed:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class PushService:
-    """A push service stand-in: answers the status named in the endpoint's path."""
-
-    port: int
-    received: list[Pushed] = field(default_factory=list)
-
-    def endpoint(self, status: int, token: str) -> str:
-        return f"http://127.0.0.1:{self.port}/wpush/{status}/{token}"
-
-
-def _push_handler(service: PushService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            service.received.append(Pushed(self.path, headers, body))
-            status = int(self.path.split("/")[2])
-            reason = b"" if status < 300 else b"subscription expired"
-            self.send_response(status)
-            if status == 201:
-                self.send_header("Location", f"https://push.example/m{self.path}")
-            self.send_header("Content-Length", str(len(reason)))
-            self.end_headers()
-            self.wfile.write(reason)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def push_service() -> Iterator[PushService]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    push = PushService(port=server.server_address[1])
-    server.RequestHandlerClass = _push_handler(push)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    yield push
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with running_push_service() as service:
+        yield service
 
 
-@dataclass
-class Browser:
-    """The key pair and auth secret a browser keeps for its subscription."""
-
-    key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
-    )
-    auth: bytes = field(default_factory=lambda: os.urandom(16))
+class Browser(BrowserKeys):
+    """A browser that subscribed one customer (a row, as the snippet's POST would make)."""
 
     def subscribe(self, customer_id: str, endpoint: str) -> None:
         point = self.key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
@@ -596,12 +538,6 @@ class Browser:
                     created_at=clock.now(),
                 )
             )
-
-    def read(self, body: bytes) -> Any:
-        plain = http_ece.decrypt(
-            body, private_key=self.key, auth_secret=self.auth, version="aes128gcm"
-        )
-        return json.loads(plain)
 
 
 @pytest.fixture
@@ -680,7 +616,7 @@ def test_web_push_answered_gone_removes_the_subscription_and_fails(
 
     found = delivery(failed_id)
     assert (found.status, found.provider) == (DeliveryStatus.FAILED, "webpush")
-    assert found.reason == "webpush: push service answered 410: subscription expired"
+    assert found.reason == "webpush: push service answered 410: subscription says no"
     assert delivery(bob_id).status == DeliveryStatus.SENT
     with session_scope(readonly=True) as session:
         assert repository.get_push_subscription(session, endpoint) is None

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import http_ece
@@ -35,6 +31,7 @@ from regulars.messages.channels.base import (
 )
 from regulars.messages.channels.push import WebPushTransport
 from regulars.messages.models import Category, MessageChannel
+from tests.messages.push_service import BrowserKeys, PushService, running_push_service
 
 NOW = datetime(2031, 5, 4, 9, 30, tzinfo=UTC)
 KEYS = vapid.generate_keys()
@@ -112,57 +109,10 @@ def test_http_ece_decrypts_the_rfc_8291_example_as_the_browser_would() -> None:
 # The push service stand-in ---------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    client_port: int
-
-
-@dataclass
-class PushService:
-    port: int
-    received: list[Received] = field(default_factory=list)
-
-    def endpoint(self, status: int, token: str = "sub") -> str:
-        return f"http://127.0.0.1:{self.port}/wpush/{status}/{token}"
-
-
-def _handler(service: PushService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            service.received.append(Received(self.path, headers, body, self.client_address[1]))
-            status = int(self.path.split("/")[2])
-            reason = b"" if status < 300 else b"subscription says no"
-            self.send_response(status)
-            if status == 201:
-                self.send_header("Location", f"https://push.example/m{self.path}")
-            self.send_header("Content-Length", str(len(reason)))
-            self.end_headers()
-            self.wfile.write(reason)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def push_service() -> Iterator[PushService]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    service = PushService(port=server.server_address[1])
-    server.RequestHandlerClass = _handler(service)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    yield service
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with running_push_service() as service:
+        yield service
 
 
 @pytest.fixture
@@ -174,23 +124,11 @@ def transport() -> Iterator[WebPushTransport]:
     sender.close()
 
 
-@dataclass
-class Browser:
-    """A subscriber: the key pair and auth secret a browser keeps for one subscription."""
-
-    key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
-    )
-    auth: bytes = field(default_factory=lambda: os.urandom(16))
+class Browser(BrowserKeys):
+    """A subscriber, as the transport sees it: its keys as a push target."""
 
     def target(self, endpoint: str) -> PushTarget:
         return PushTarget(endpoint, p256dh=_encode(_point(self.key)), auth=_encode(self.auth))
-
-    def read(self, body: bytes) -> Any:
-        plain = http_ece.decrypt(
-            body, private_key=self.key, auth_secret=self.auth, version="aes128gcm"
-        )
-        return json.loads(plain)
 
 
 def _message(
