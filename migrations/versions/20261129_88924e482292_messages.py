@@ -127,7 +127,13 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_deliveries_customer_created", ["customer_id", "created_at"], unique=False
         )
-        batch_op.create_index("ix_deliveries_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            "ix_deliveries_due",
+            ["next_attempt_at"],
+            unique=False,
+            postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
+            sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_deliveries_provider_message", ["provider", "provider_message_id"], unique=False
         )

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from regulars.customers.models import customer_fk
@@ -137,7 +137,14 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # Only waiting deliveries have a next_attempt_at (a finished one has none), so the
+        # queue's index holds the queue alone, however many deliveries are kept.
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("next_attempt_at IS NOT NULL"),
+            sqlite_where=text("next_attempt_at IS NOT NULL"),
+        ),
         Index("ix_deliveries_customer_created", "customer_id", "created_at"),
         Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
         Index("ix_deliveries_broadcast_status", "broadcast_id", "status"),

@@ -189,7 +189,7 @@ def claim_due(
     next_attempt_at is its lease end, so one whose worker died is due again afterwards."""
     query = (
         select(Delivery.id)
-        .where(Delivery.status.in_(_CLAIMABLE), Delivery.next_attempt_at <= now)
+        .where(Delivery.next_attempt_at <= now, Delivery.status.in_(_CLAIMABLE))
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
