@@ -195,12 +195,10 @@ def claim_due(
     )
     if _is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
-    if not ids:
-        return []
-    session.execute(
+    # One statement: UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED) RETURNING the rows.
+    claim = (
         update(Delivery)
-        .where(Delivery.id.in_(ids))
+        .where(Delivery.id.in_(query.scalar_subquery()))
         .values(
             status=DeliveryStatus.SENDING,
             locked_by=worker_id,
@@ -209,9 +207,10 @@ def claim_due(
             attempts=Delivery.attempts + 1,
             updated_at=now,
         )
+        .returning(Delivery)
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(select(Delivery).where(Delivery.id.in_(ids))))
+    return list(session.scalars(claim))
 
 
 def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id: str) -> set[str]:
