@@ -282,31 +282,47 @@ def policy_input(
 def plan(request: SendRequest, context: Context, *, render_refused: bool = False) -> Plan:
     """Decide one request: channel, policies in order, then rendering (a preview renders
     what the policies refuse too)."""
-    customer = context.customers.get(request.customer_id)
-    if customer is None:
+    if request.customer_id not in context.customers:
         raise ValueError(f"customer {request.customer_id} was not loaded")
     available = _available_channels(request, context)
-    channel = _choose(request, context, available)
+    option = _choose(request, context, available)
+    verdict = option.verdict
+    if option.channel not in available:
+        verdict = policy.Verdict(
+            kind=policy.VerdictKind.REFUSE,
+            reason="no_template",
+            message=f"template {request.template!r} has no {option.channel.value} content",
+            at=None,
+        )
+    row = _row(
+        request, context, channel=option.channel, category=option.category, topic=option.topic
+    )
+    if option.template is not None:
+        row["template_key"] = option.template[0].key
+        row["template_version"] = option.template[1].version
+    result = Plan(row=row, verdict=verdict)
+    _apply_verdict(result, request, context, option.template, render_refused=render_refused)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    """One channel for a request: its template, category and topic, and the verdict."""
+
+    channel: MessageChannel
+    template: tuple[Template, TemplateVersion] | None
+    category: Category
+    topic: str
+    verdict: policy.Verdict
+
+
+def _option(request: SendRequest, context: Context, channel: MessageChannel) -> _Option:
     template = context.templates.get(request.template or "", {}).get(channel)
     category = request.category or (template[0].category if template else None)
     category = category or Category.TRANSACTIONAL
     topic = request.topic if request.topic is not None else (template[0].topic if template else "")
-    verdict = policy.decide(
-        policy_input(request, context, channel=channel, category=category, topic=topic)
-    )
-    if channel not in available:
-        verdict = policy.Verdict(
-            kind=policy.VerdictKind.REFUSE,
-            reason="no_template",
-            message=f"template {request.template!r} has no {channel.value} content",
-            at=None,
-        )
-    row = _row(request, context, channel=channel, category=category, topic=topic)
-    if template is not None:
-        row["template_key"], row["template_version"] = template[0].key, template[1].version
-    result = Plan(row=row, verdict=verdict)
-    _apply_verdict(result, request, context, template, render_refused=render_refused)
-    return result
+    facts = policy_input(request, context, channel=channel, category=category, topic=topic)
+    return _Option(channel, template, category, topic, policy.decide(facts))
 
 
 def _available_channels(request: SendRequest, context: Context) -> list[MessageChannel]:
@@ -315,46 +331,33 @@ def _available_channels(request: SendRequest, context: Context) -> list[MessageC
     return list(context.templates.get(request.template or "", {}))
 
 
-def _choose(
-    request: SendRequest, context: Context, available: Sequence[MessageChannel]
-) -> MessageChannel:
+def _choose(request: SendRequest, context: Context, available: Sequence[MessageChannel]) -> _Option:
     """The asked channel, or for "auto" the first allowed one in the customer's preference
     and then the configured order. Nothing allowed: the first available, to be refused with
-    its reason."""
+    its reason. Each channel's policies are decided once."""
     if request.channel is not None:
-        return request.channel
+        return _option(request, context, request.channel)
     customer = context.customers[request.customer_id]
     preferred = customer.traits.get("preferred_channel")
     order = [MessageChannel(c) for c in get_settings().auto_channel_order]
     order += [c for c in MessageChannel if c not in order]
+    options: dict[MessageChannel, _Option] = {}
 
-    def allowed(channel: MessageChannel) -> bool:
-        template = context.templates.get(request.template or "", {}).get(channel)
-        category = request.category or (template[0].category if template else None)
-        topic = (
-            request.topic if request.topic is not None else (template[0].topic if template else "")
-        )
-        verdict = policy.decide(
-            policy_input(
-                request,
-                context,
-                channel=channel,
-                category=category or Category.TRANSACTIONAL,
-                topic=topic,
-            )
-        )
-        return verdict.kind != policy.VerdictKind.REFUSE
+    def decided(channel: MessageChannel) -> _Option:
+        if channel not in options:
+            options[channel] = _option(request, context, channel)
+        return options[channel]
 
     chosen = policy.choose_channel(
         preferred=MessageChannel(preferred) if preferred in set(MessageChannel) else None,
         order=order,
         available=available,
-        allowed=allowed,
+        allowed=lambda channel: decided(channel).verdict.kind != policy.VerdictKind.REFUSE,
     )
-    if chosen is not None:
-        return chosen
-    ordered = [c for c in order if c in available]
-    return ordered[0] if ordered else MessageChannel.EMAIL
+    if chosen is None:
+        ordered = [c for c in order if c in available]
+        chosen = ordered[0] if ordered else MessageChannel.EMAIL
+    return decided(chosen)
 
 
 def _row(
