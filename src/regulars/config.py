@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     vapid_private_key: str = ""
     vapid_public_key: str = ""
     vapid_subject: str = "mailto:hello@regulars.localhost"
+    journey_batch_size: int = Field(default=500, ge=1, le=5000)
+    journey_webhook_secret: str = ""
+    journey_webhook_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @model_validator(mode="after")
     def _lifecycle_in_order(self) -> Settings:

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from regulars.kit import clock
+from regulars.kit.webhooks import sign, verify_signature
 from regulars.messages.channels.base import (
     Accepted,
     Outcome,
@@ -23,7 +24,7 @@ from regulars.messages.channels.base import (
     PermanentError,
     TransientError,
 )
-from regulars.messages.channels.webhook import WebhookTransport, sign, verify_signature
+from regulars.messages.channels.webhook import WebhookTransport
 from regulars.messages.models import Category, MessageChannel
 from tests.messages.smtp_sink import free_port
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -26,13 +28,25 @@ class CustomerChange:
     everything: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event just stored on a customer's timeline, as listeners (journeys) read it."""
+
+    customer_id: str
+    name: str
+    properties: Mapping[str, Any]
+    timestamp: datetime
+
+
 ChangeListener = Callable[[Session, Mapping[str, CustomerChange]], None]
+EventListener = Callable[[Session, Sequence[StoredEvent]], None]
 RemovalListener = Callable[[Session, str, "str | None"], None]
 # Rows another domain holds about a customer, for the GDPR export: name -> rows.
 ExportContributor = Callable[[Session, str], Mapping[str, Sequence[BaseModel]]]
 
 _change_listeners: list[ChangeListener] = []
 _removal_listeners: list[RemovalListener] = []
+_event_listeners: list[EventListener] = []
 _export_contributors: list[ExportContributor] = []
 
 
@@ -40,6 +54,14 @@ def on_change(listener: ChangeListener) -> ChangeListener:
     """Call `listener(session, changes)` after every write that changes customers."""
     if listener not in _change_listeners:
         _change_listeners.append(listener)
+    return listener
+
+
+def on_events(listener: EventListener) -> EventListener:
+    """Call `listener(session, events)` with the named events (track, page, screen and
+    system events) each write stored, in the same transaction, after the change listeners."""
+    if listener not in _event_listeners:
+        _event_listeners.append(listener)
     return listener
 
 
@@ -72,6 +94,12 @@ def publish(session: Session, changes: Mapping[str, CustomerChange]) -> None:
     if changes:
         for listener in _change_listeners:
             listener(session, changes)
+
+
+def publish_events(session: Session, events: Sequence[StoredEvent]) -> None:
+    if events:
+        for listener in _event_listeners:
+            listener(session, events)
 
 
 def publish_removal(session: Session, customer_id: str, survivor_id: str | None) -> None:

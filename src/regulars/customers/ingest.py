@@ -91,6 +91,14 @@ def store(session: Session, batch: PreparedBatch, *, source: str) -> IngestResul
     _apply_facts(session, stored)
     fresh_or_merged = {resolver.final(c) for c in (*resolver.created, *resolver.merged_into)}
     changes.publish(session, _changes_of(stored, everything=fresh_or_merged))
+    changes.publish_events(
+        session,
+        [
+            changes.StoredEvent(owner, message.name, message.properties, message.timestamp)
+            for message, owner in stored
+            if message.name
+        ],
+    )
     return result
 
 

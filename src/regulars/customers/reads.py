@@ -253,6 +253,11 @@ def get_customers(
     return {read.id: read for read in customer_reads(session, found, identities=identities)}
 
 
+def time_zones(session: Session, customer_ids: Sequence[str]) -> dict[str, str | None]:
+    """Each customer's IANA time zone (None when unknown), by id; missing ids are left out."""
+    return repository.time_zones(session, customer_ids)
+
+
 def find_by_phone(session: Session, phone: str) -> str | None:
     """The customer with this E.164 phone number; the most recently updated one if several."""
     return repository.get_id_by_phone(session, phone)

@@ -87,6 +87,14 @@ def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Custo
     return found
 
 
+def time_zones(session: Session, customer_ids: Collection[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        query = select(Customer.id, Customer.timezone).where(Customer.id.in_(chunk))
+        found.update({row[0]: row[1] for row in session.execute(query)})
+    return found
+
+
 def survivor_of(session: Session, merged_id: str) -> str | None:
     return session.scalar(
         select(CustomerMerge.survivor_id).where(CustomerMerge.merged_id == merged_id)

@@ -5,7 +5,14 @@ The work lives in sub-modules by concern: `ingest` (the set-based ingestion engi
 (GDPR export and erasure).
 """
 
-from regulars.customers.changes import CustomerChange, on_change, on_export, on_removal
+from regulars.customers.changes import (
+    CustomerChange,
+    StoredEvent,
+    on_change,
+    on_events,
+    on_export,
+    on_removal,
+)
 from regulars.customers.ingest import PreparedBatch, ingest, prepare, store
 from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
@@ -21,6 +28,7 @@ from regulars.customers.reads import (
     list_customers,
     list_events,
     recent_events,
+    time_zones,
     update_profile,
 )
 from regulars.customers.rfm import refresh_rfm
@@ -29,6 +37,7 @@ from regulars.customers.timeline import SystemEvent, record_system_events
 __all__ = [
     "CustomerChange",
     "PreparedBatch",
+    "StoredEvent",
     "SystemEvent",
     "change_consents",
     "consent_statuses",
@@ -45,6 +54,7 @@ __all__ = [
     "list_events",
     "merge",
     "on_change",
+    "on_events",
     "on_export",
     "on_removal",
     "prepare",
@@ -54,6 +64,7 @@ __all__ = [
     "resolve_id",
     "set_consents",
     "store",
+    "time_zones",
     "update_profile",
     "update_traits",
 ]

@@ -1,7 +1,8 @@
 """Events the system writes on a customer's timeline (segment.entered, message.delivered...).
 
 They sit beside the customer's own events, so every reader sees one stream. They are not
-customer activity: facts (last seen, counts) stay as they were, and no change is published.
+customer activity: facts (last seen, counts) stay as they were, and no change is published;
+event listeners (journeys) hear of them like any other event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from regulars.customers import repository
+from regulars.customers import changes, repository
 from regulars.customers.models import EventType
 
 SYSTEM_SOURCE = "regulars"
@@ -45,4 +46,13 @@ def record_system_events(session: Session, events: Sequence[SystemEvent]) -> int
         }
         for event in events
     ]
-    return len(repository.insert_events(session, rows))
+    inserted = repository.insert_events(session, rows)
+    changes.publish_events(
+        session,
+        [
+            changes.StoredEvent(e.customer_id, e.name, e.properties, e.timestamp)
+            for e in events
+            if e.key in inserted
+        ],
+    )
+    return len(inserted)

@@ -118,6 +118,17 @@ def reevaluate(
 PYTHON_EVALUATION_MAX = 200
 
 
+def holds_for(
+    session: Session, rule: Rule, candidates: Sequence[str], *, now: datetime
+) -> set[str]:
+    """Which candidates an unsaved rule holds for (a journey's branch condition)."""
+    deps = dependencies(rule)
+    target = Target("condition", "", "", rule, deps.segments, deps.event_names)
+    segment_ids = repository.key_ids(session) if deps.segments else {}
+    found = _evaluate(session, [target], sorted(set(candidates)), now=now, segment_ids=segment_ids)
+    return found.get(target.id, set())
+
+
 def _evaluate(
     session: Session,
     targets: Sequence[Target],

@@ -8,7 +8,7 @@ customer (server, worker, CLI) keeps memberships current in the same transaction
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,14 +51,18 @@ customers.on_change(live.on_customers_changed)
 customers.on_removal(live.on_customer_removed)
 
 __all__ = [
+    "check_condition",
     "compute",
+    "condition_holds",
     "compute_all",
     "create",
     "delete",
     "ensure_builtins",
     "explain",
     "find",
+    "exists",
     "history_of",
+    "matching_ids",
     "list_page",
     "members",
     "memberships_of",
@@ -134,6 +138,32 @@ def preview(session: Session, rule_json: dict[str, Any], *, sample: int = 10) ->
     ctx = membership.context(session, now=clock.now())
     count, ids = compiler.count_and_sample(session, rule, ctx, sample=sample)
     return Preview(count=count, sample=_briefs(session, ids))
+
+
+def check_condition(rule_json: object, *, field: str) -> None:
+    """A 422 naming the path of each bad node, when `rule_json` is no valid rule."""
+    validated_rule(rule_json, field=field)
+
+
+def condition_holds(
+    session: Session, rule_json: object, customer_ids: Sequence[str], *, now: datetime
+) -> set[str]:
+    """Which of the customers an unsaved rule holds for now (journeys' branches)."""
+    if not customer_ids:
+        return set()
+    return membership.holds_for(session, parse_rule(rule_json), customer_ids, now=now)
+
+
+def matching_ids(
+    session: Session, rule_json: object, *, now: datetime, limit: int = 10_000_000
+) -> list[str]:
+    """Every customer an unsaved rule holds for now, in one statement per state."""
+    ctx = membership.context(session, now=now)
+    return compiler.count_and_sample(session, parse_rule(rule_json), ctx, sample=limit)[1]
+
+
+def exists(session: Session, key: str) -> bool:
+    return find(session, key) is not None
 
 
 def _briefs(session: Session, customer_ids: list[str]) -> list[CustomerBrief]:

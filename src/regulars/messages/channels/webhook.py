@@ -10,7 +10,8 @@ Each request carries
 To verify, a receiver takes the raw request body (before any JSON parsing), recomputes the
 HMAC with the shared secret over the timestamp header, a ".", and the body, compares it with
 the signature in constant time, and refuses timestamps more than five minutes from its own
-clock so a captured request cannot be replayed later. `verify_signature` does exactly that.
+clock so a captured request cannot be replayed later. `verify_signature` does exactly that
+(the scheme lives in `regulars.kit.webhooks`, shared with journeys' webhook nodes).
 
 2xx is accepted; 408, 429, 5xx, timeouts and connection errors are transient; redirects
 (not followed) and other 4xx are permanent.
@@ -18,10 +19,7 @@ clock so a captured request cannot be replayed later. `verify_signature` does ex
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -29,6 +27,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from regulars.kit import clock
+from regulars.kit.webhooks import sign
 from regulars.messages.channels.base import (
     Accepted,
     Outcome,
@@ -39,34 +38,7 @@ from regulars.messages.channels.base import (
 )
 from regulars.messages.models import MessageChannel
 
-SCHEME = "v1"
 TRANSIENT_STATUSES = frozenset({408, 429})
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The X-Regulars-Signature value for a body sent at `timestamp` (unix seconds)."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"{SCHEME}={mac.hexdigest()}"
-
-
-def verify_signature(
-    secret: str,
-    timestamp: str,
-    body: bytes,
-    signature: str,
-    *,
-    now: datetime,
-    tolerance: int = 300,
-) -> bool:
-    """True when `signature` signs `body` at `timestamp` with `secret`, and `timestamp` is
-    within `tolerance` seconds of `now` (either side)."""
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        return False
-    if abs(now.timestamp() - sent_at) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
 class WebhookConfig(TransportConfig):

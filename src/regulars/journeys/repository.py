@@ -1,0 +1,430 @@
+"""Every query of the journeys domain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Table, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from regulars.db import Base, bulk_write
+from regulars.journeys.definition import Status
+from regulars.journeys.models import (
+    ACTIVE_STATES,
+    Journey,
+    JourneyRun,
+    JourneyStep,
+    JourneyVersion,
+    RunState,
+)
+
+CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# --- journeys and versions ---
+
+
+def get(session: Session, journey_id: str) -> Journey | None:
+    return session.get(Journey, journey_id)
+
+
+def get_by_key(session: Session, key: str) -> Journey | None:
+    return session.scalars(select(Journey).where(Journey.key == key)).one_or_none()
+
+
+def list_after(session: Session, *, after: str | None, limit: int) -> list[Journey]:
+    query = select(Journey).order_by(Journey.key).limit(limit)
+    if after is not None:
+        query = query.where(Journey.key > after)
+    return list(session.scalars(query))
+
+
+def stamp(session: Session) -> tuple[tuple[str, str, int | None, datetime], ...]:
+    """What tells a process its cached journeys are stale: one small read."""
+    rows = session.execute(
+        select(Journey.id, Journey.status, Journey.live_version, Journey.updated_at).order_by(
+            Journey.id
+        )
+    )
+    return tuple((r[0], r[1], r[2], r[3]) for r in rows)
+
+
+def definition_of(session: Session, journey_id: str, version: int) -> dict[str, Any] | None:
+    query = select(JourneyVersion.definition).where(
+        JourneyVersion.journey_id == journey_id, JourneyVersion.version == version
+    )
+    found: dict[str, Any] | None = session.scalars(query).one_or_none()
+    return found
+
+
+def versions_in_flight(session: Session, journey_id: str) -> list[int]:
+    query = (
+        select(JourneyRun.version)
+        .where(JourneyRun.journey_id == journey_id, JourneyRun.state.in_(ACTIVE_STATES))
+        .distinct()
+    )
+    return sorted(session.scalars(query))
+
+
+# --- runs: entering ---
+
+
+def insert_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert runs; one that breaks an entry rule's unique index (a run already in flight
+    for the key, a once-only key already used) is skipped. Answers how many went in."""
+    if not rows:
+        return 0
+    table = _table(JourneyRun)
+
+    def finish(statement: Any) -> Any:
+        return statement.on_conflict_do_nothing()
+
+    if _is_postgres(session):
+        written = bulk_write(
+            session, table, rows, shape="runs", finish=finish, returning=table.c.id
+        )
+        return len(written)
+    before = _count_ids(session, [row["id"] for row in rows])
+    bulk_write(session, table, rows, shape="runs", finish=finish)
+    return _count_ids(session, [row["id"] for row in rows]) - before
+
+
+def _count_ids(session: Session, run_ids: Sequence[str]) -> int:
+    total = 0
+    for chunk in _chunks(run_ids):
+        total += session.scalar(select(func.count()).where(JourneyRun.id.in_(chunk))) or 0
+    return total
+
+
+def entry_history(
+    session: Session, journey_id: str, customer_ids: Sequence[str]
+) -> list[Row[tuple[str, str, str, datetime]]]:
+    """(customer, entry key, state, entered at) of every run of these customers."""
+    found: list[Row[tuple[str, str, str, datetime]]] = []
+    for chunk in _chunks(list(customer_ids)):
+        query = select(
+            JourneyRun.customer_id, JourneyRun.entry_key, JourneyRun.state, JourneyRun.entered_at
+        ).where(JourneyRun.journey_id == journey_id, JourneyRun.customer_id.in_(chunk))
+        found.extend(session.execute(query))
+    return found
+
+
+def entered_since(session: Session, journey_id: str, since: datetime) -> int:
+    query = select(func.count()).where(
+        JourneyRun.journey_id == journey_id, JourneyRun.entered_at >= since
+    )
+    return session.scalar(query) or 0
+
+
+def add_throttled(session: Session, journey_id: str, count: int) -> None:
+    session.execute(
+        update(Journey)
+        .where(Journey.id == journey_id)
+        .values(throttled=Journey.throttled + count)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- runs: the queue ---
+
+RUN_COLUMNS = (
+    JourneyRun.id,
+    JourneyRun.journey_id,
+    JourneyRun.version,
+    JourneyRun.customer_id,
+    JourneyRun.state,
+    JourneyRun.node_id,
+    JourneyRun.arrived_at,
+    JourneyRun.trigger,
+    JourneyRun.variant,
+    JourneyRun.steps,
+    JourneyRun.entered_at,
+    JourneyRun.failures,
+)
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, run_ids: Sequence[str] | None = None
+) -> list[Row[Any]]:
+    """Due runs of journeys that are not paused, locked for this transaction (PostgreSQL:
+    FOR UPDATE SKIP LOCKED, so workers share the queue; SQLite: one writer at a time)."""
+    paused = select(Journey.id).where(Journey.status == Status.PAUSED)
+    query = (
+        select(*RUN_COLUMNS)
+        .where(JourneyRun.due_at <= now, JourneyRun.journey_id.not_in(paused))
+        .order_by(JourneyRun.due_at)
+        .limit(limit)
+    )
+    if run_ids is not None:
+        query = query.where(JourneyRun.id.in_(run_ids))
+    if _is_postgres(session):
+        query = query.with_for_update(skip_locked=True, of=_table(JourneyRun))
+    return list(session.execute(query))
+
+
+_UPDATE_RUN = (
+    update(_table(JourneyRun))
+    .where(_table(JourneyRun).c.id == bindparam("run_id"))
+    .values(
+        state=bindparam("state"),
+        node_id=bindparam("node_id"),
+        arrived_at=bindparam("arrived_at"),
+        due_at=bindparam("due_at"),
+        listen_for=bindparam("listen_for"),
+        variant=bindparam("variant"),
+        steps=bindparam("steps"),
+        ended_at=bindparam("ended_at"),
+        exit_reason=bindparam("exit_reason"),
+    )
+)
+
+
+def save_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write where each run stands now: one executemany for the whole batch."""
+    if rows:
+        session.execute(_UPDATE_RUN, list(rows))
+
+
+def record_failure(
+    session: Session, run_id: str, *, error: str, retry_at: datetime | None, now: datetime
+) -> None:
+    values: dict[str, Any] = {
+        "failures": JourneyRun.failures + 1,
+        "last_error": error[:500],
+        "due_at": retry_at,
+    }
+    if retry_at is None:
+        values |= {"state": RunState.EXITED, "exit_reason": "failed", "ended_at": now}
+    session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.id == run_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def insert_steps(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        bulk_write(session, _table(JourneyStep), rows, shape="steps")
+
+
+# --- runs: what events do to them ---
+
+
+def wake(session: Session, customer_ids: Sequence[str], names: Sequence[str], now: datetime) -> int:
+    """Make the runs waiting for one of these events due now (the listening index)."""
+    woken = 0
+    for chunk in _chunks(list(customer_ids)):
+        result = session.execute(
+            update(JourneyRun)
+            .where(
+                JourneyRun.customer_id.in_(chunk),
+                JourneyRun.listen_for.in_(names),
+                JourneyRun.state == RunState.WAITING,
+            )
+            .values(due_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        woken += int(getattr(result, "rowcount", 0) or 0)
+    return woken
+
+
+def in_flight(
+    session: Session, journey_ids: Sequence[str], customer_ids: Sequence[str]
+) -> list[Row[Any]]:
+    found: list[Row[Any]] = []
+    for chunk in _chunks(list(customer_ids)):
+        query = select(*RUN_COLUMNS).where(
+            JourneyRun.journey_id.in_(journey_ids),
+            JourneyRun.customer_id.in_(chunk),
+            JourneyRun.state.in_(ACTIVE_STATES),
+        )
+        if _is_postgres(session):
+            query = query.with_for_update(of=_table(JourneyRun))
+        found.extend(session.execute(query))
+    return found
+
+
+def convert(
+    session: Session,
+    journey_id: str,
+    customer_id: str,
+    *,
+    at: datetime,
+    since: datetime,
+    value: float | None,
+) -> int:
+    """Count a goal for the customer's runs entered in the window and not converted yet."""
+    result = session.execute(
+        update(JourneyRun)
+        .where(
+            JourneyRun.journey_id == journey_id,
+            JourneyRun.customer_id == customer_id,
+            JourneyRun.converted_at.is_(None),
+            JourneyRun.entered_at >= since,
+            JourneyRun.entered_at <= at,
+        )
+        .values(converted_at=at, conversion_value=value)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def end_in_flight(session: Session, journey_id: str, *, reason: str, now: datetime) -> int:
+    result = session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.journey_id == journey_id, JourneyRun.state.in_(ACTIVE_STATES))
+        .values(
+            state=RunState.EXITED,
+            exit_reason=reason,
+            ended_at=now,
+            due_at=None,
+            listen_for=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def move_to_version(
+    session: Session, journey_id: str, *, version: int, node_ids: Sequence[str]
+) -> int:
+    """Runs in flight at a node the new version also has move to it."""
+    result = session.execute(
+        update(JourneyRun)
+        .where(
+            JourneyRun.journey_id == journey_id,
+            JourneyRun.state.in_(ACTIVE_STATES),
+            JourneyRun.node_id.in_(node_ids),
+            JourneyRun.version != version,
+        )
+        .values(version=version)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- customers leaving ---
+
+
+def move_customer(session: Session, *, merged_id: str, survivor_id: str) -> None:
+    """A merged profile's runs follow it; a run in flight that the survivor also has in
+    flight (same journey and entry key) ends as a duplicate first."""
+    survivor_keys = select(JourneyRun.journey_id, JourneyRun.entry_key).where(
+        JourneyRun.customer_id == survivor_id, JourneyRun.state.in_(ACTIVE_STATES)
+    )
+    clashing = [(r[0], r[1]) for r in session.execute(survivor_keys)]
+    for journey_id, entry_key in clashing:
+        session.execute(
+            update(JourneyRun)
+            .where(
+                JourneyRun.customer_id == merged_id,
+                JourneyRun.journey_id == journey_id,
+                JourneyRun.entry_key == entry_key,
+                JourneyRun.state.in_(ACTIVE_STATES),
+            )
+            .values(state=RunState.EXITED, exit_reason="merged", due_at=None, listen_for=None)
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.customer_id == merged_id)
+        .values(customer_id=survivor_id, once_key=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def runs_of(session: Session, customer_id: str, *, limit: int = 200) -> list[JourneyRun]:
+    query = (
+        select(JourneyRun)
+        .where(JourneyRun.customer_id == customer_id)
+        .order_by(JourneyRun.entered_at.desc(), JourneyRun.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def get_run(session: Session, run_id: str) -> JourneyRun | None:
+    return session.get(JourneyRun, run_id)
+
+
+def steps_of(session: Session, run_id: str) -> list[JourneyStep]:
+    query = select(JourneyStep).where(JourneyStep.run_id == run_id).order_by(JourneyStep.seq)
+    return list(session.scalars(query))
+
+
+def journey_keys(session: Session, journey_ids: Iterable[str]) -> dict[str, str]:
+    ids = list(set(journey_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(Journey.id, Journey.key).where(Journey.id.in_(ids)))
+    return {r[0]: r[1] for r in rows}
+
+
+# --- statistics ---
+
+
+def run_counts(session: Session, journey_id: str) -> list[Row[Any]]:
+    """(state, variant, runs, conversions, revenue) for the journey's runs."""
+    query = (
+        select(
+            JourneyRun.state,
+            JourneyRun.variant,
+            func.count(),
+            func.count(JourneyRun.converted_at),
+            func.coalesce(func.sum(JourneyRun.conversion_value), 0.0),
+        )
+        .where(JourneyRun.journey_id == journey_id)
+        .group_by(JourneyRun.state, JourneyRun.variant)
+    )
+    return list(session.execute(query))
+
+
+def at_nodes(session: Session, journey_id: str) -> list[Row[Any]]:
+    """(node, state, runs) of the runs in flight."""
+    query = (
+        select(JourneyRun.node_id, JourneyRun.state, func.count())
+        .where(JourneyRun.journey_id == journey_id, JourneyRun.state.in_(ACTIVE_STATES))
+        .group_by(JourneyRun.node_id, JourneyRun.state)
+    )
+    return list(session.execute(query))
+
+
+def step_counts(session: Session, journey_id: str) -> list[Row[Any]]:
+    """(node, outcome, ended here, steps, with a message) of the steps taken."""
+    ended = JourneyStep.next_node.is_(None)
+    query = (
+        select(
+            JourneyStep.node_id,
+            JourneyStep.outcome,
+            ended,
+            func.count(),
+            func.count(JourneyStep.delivery_id),
+        )
+        .where(JourneyStep.journey_id == journey_id)
+        .group_by(JourneyStep.node_id, JourneyStep.outcome, ended)
+    )
+    return list(session.execute(query))
+
+
+def dialect_insert(session: Session, model: type[Base]) -> Any:
+    dialect = postgresql if _is_postgres(session) else sqlite
+    return dialect.insert(_table(model))

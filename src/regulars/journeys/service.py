@@ -1,0 +1,313 @@
+"""The journeys domain's public verbs: what the API, CLI, tasks and other domains call.
+
+Work lives in sub-modules: `definitions` (drafts, validation, publishing), `enrollment`
+(entry rules, and what events do to runs), `execution` (moving runs along), `schedules`
+(calendar triggers) and `stats`. Importing this module registers the event listener with
+the customers domain, so every process that stores events starts and wakes runs in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from regulars.config import get_settings
+from regulars.customers import service as customers
+from regulars.errors import Conflict, NotFound, ValidationFailed
+from regulars.journeys import (
+    catalog,
+    definitions,
+    enrollment,
+    execution,
+    repository,
+    schedules,
+    stats,
+)
+from regulars.journeys.definition import ApiTrigger, Status
+from regulars.journeys.enrollment import Entrant, trigger_of
+from regulars.journeys.models import JourneyRun, JourneyStep
+from regulars.journeys.schemas import (
+    JourneyCreate,
+    JourneyPage,
+    JourneyRead,
+    JourneyStats,
+    JourneyUpdate,
+    RunCreate,
+    RunDetail,
+    RunList,
+    RunRead,
+    StepRead,
+    ValidationReport,
+)
+from regulars.kit import clock
+from regulars.kit.pagination import decode_cursor, encode_cursor
+from regulars.messages import service as messages
+
+customers.on_events(enrollment.on_events)
+
+__all__ = [
+    "advance_due",
+    "archive",
+    "create",
+    "enroll_scheduled",
+    "export_yaml",
+    "get",
+    "import_yaml",
+    "install_blueprint",
+    "list_page",
+    "pause",
+    "publish",
+    "resume",
+    "run_detail",
+    "runs_of_customer",
+    "start_run",
+    "stats_of",
+    "update",
+    "validate",
+    "validate_definition",
+    "webhook_secret",
+]
+
+advance_due = execution.advance_due
+enroll_scheduled = schedules.enroll_scheduled
+retry_at = execution.retry_at
+
+
+def create(session: Session, data: JourneyCreate) -> JourneyRead:
+    return definitions.journey_read(session, definitions.create(session, data))
+
+
+def update(session: Session, key: str, data: JourneyUpdate) -> JourneyRead:
+    return definitions.journey_read(session, definitions.update(session, key, data))
+
+
+def get(session: Session, key: str) -> JourneyRead | None:
+    journey = definitions.find(session, key)
+    return definitions.journey_read(session, journey) if journey else None
+
+
+def list_page(session: Session, *, cursor: str | None, limit: int) -> JourneyPage:
+    after = decode_cursor(cursor, 1)[0] if cursor else None
+    found = repository.list_after(session, after=after, limit=limit + 1)
+    more, page = len(found) > limit, found[:limit]
+    return JourneyPage(
+        items=[definitions.journey_read(session, j) for j in page],
+        next_cursor=encode_cursor(page[-1].key) if more and page else None,
+    )
+
+
+def validate_definition(session: Session, raw: dict[str, Any]) -> ValidationReport:
+    return definitions.validate(session, raw)
+
+
+def validate(session: Session, key: str) -> ValidationReport:
+    """Check a journey's draft, with what it refers to."""
+    return definitions.validate(session, definitions.require(session, key).draft)
+
+
+def publish(session: Session, key: str, *, migrate_runs: bool = False) -> JourneyRead:
+    journey = definitions.publish(session, key, migrate_runs=migrate_runs)
+    return definitions.journey_read(session, journey)
+
+
+def pause(session: Session, key: str) -> JourneyRead:
+    return definitions.journey_read(session, definitions.pause(session, key))
+
+
+def resume(session: Session, key: str) -> JourneyRead:
+    return definitions.journey_read(session, definitions.resume(session, key))
+
+
+def archive(session: Session, key: str) -> JourneyRead:
+    return definitions.journey_read(session, definitions.archive(session, key))
+
+
+# --- runs ---
+
+
+def start_run(session: Session, key: str, data: RunCreate) -> RunRead:
+    """Start a run for one customer now (any live journey; the only way into one whose
+    trigger is `api`). A 409 when the entry rules refuse it."""
+    journey = definitions.require(session, key)
+    if journey.status is not Status.LIVE or journey.live_version is None:
+        raise Conflict(f"journey {journey.key!r} is {journey.status}: publish it first")
+    customer_id = customers.resolve_id(session, data.customer_id)
+    if customer_id is None:
+        raise NotFound(f"customer {data.customer_id!r} not found")
+    version = next((v for v in catalog.current(session).live if v.journey_id == journey.id), None)
+    assert version is not None, "a live journey is in the catalog"
+    now = clock.now()
+    name = "api" if isinstance(version.graph.definition.trigger, ApiTrigger) else "manual"
+    entrant = Entrant(customer_id, trigger_of(name, data.properties, now), now)
+    if not enrollment.enroll(session, version, [entrant], now=now):
+        raise Conflict(
+            f"the entry rules of {journey.key!r} keep this customer out now (a run in flight, "
+            "re-entry or throttle)"
+        )
+    newest = repository.runs_of(session, customer_id, limit=1)[0]
+    return _run_read(newest, {journey.id: journey.key})
+
+
+def runs_of_customer(session: Session, customer_id: str) -> RunList:
+    resolved = customers.resolve_id(session, customer_id)
+    if resolved is None:
+        raise NotFound(f"customer {customer_id!r} not found")
+    runs = repository.runs_of(session, resolved)
+    keys = repository.journey_keys(session, [r.journey_id for r in runs])
+    return RunList(items=[_run_read(r, keys) for r in runs])
+
+
+def run_detail(session: Session, run_id: str) -> RunDetail | None:
+    """The run inspector: each step with the node's type, the edge taken and the message."""
+    run = repository.get_run(session, run_id)
+    if run is None:
+        return None
+    keys = repository.journey_keys(session, [run.journey_id])
+    graph = catalog.graph_of(session, run.journey_id, run.version)
+    steps = [
+        _step_read(step, graph.nodes.get(step.node_id))
+        for step in repository.steps_of(session, run.id)
+    ]
+    return RunDetail(**_run_read(run, keys).model_dump(), steps=steps)
+
+
+def _run_read(run: JourneyRun, keys: dict[str, str]) -> RunRead:
+    return RunRead(
+        id=run.id,
+        journey_key=keys.get(run.journey_id, run.journey_id),
+        version=run.version,
+        customer_id=run.customer_id,
+        entry_key=run.entry_key,
+        state=run.state,
+        node_id=run.node_id,
+        due_at=run.due_at,
+        listen_for=run.listen_for,
+        variant=run.variant,
+        trigger=run.trigger,
+        entered_at=run.entered_at,
+        ended_at=run.ended_at,
+        exit_reason=run.exit_reason,
+        converted_at=run.converted_at,
+        conversion_value=run.conversion_value,
+    )
+
+
+def _step_read(step: JourneyStep, node: object) -> StepRead:
+    return StepRead(
+        seq=step.seq,
+        node_id=step.node_id,
+        node_type=getattr(node, "kind", None),
+        outcome=step.outcome,
+        next_node=step.next_node,
+        delivery_id=step.delivery_id,
+        detail=step.detail,
+        at=step.at,
+    )
+
+
+def stats_of(session: Session, key: str) -> JourneyStats:
+    return stats.of(session, definitions.require(session, key))
+
+
+# --- files and blueprints ---
+
+
+def export_yaml(session: Session, key: str) -> str:
+    """The journey as a YAML document `import_yaml` takes back (journeys in a repository)."""
+    journey = definitions.require(session, key)
+    document = {
+        "key": journey.key,
+        "name": journey.name,
+        "description": journey.description,
+        "definition": journey.draft,
+    }
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def import_yaml(session: Session, text: str) -> JourneyRead:
+    """Create the journey, or replace its draft when the key exists."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationFailed(f"not valid YAML: {exc}", code="invalid_yaml") from None
+    if not isinstance(document, dict):
+        raise ValidationFailed("a journey file is a mapping with key, name and definition")
+    data = JourneyCreate.model_validate(_dated(document))
+    if definitions.find(session, data.key) is None:
+        return create(session, data)
+    change = JourneyUpdate(name=data.name, description=data.description, definition=data.definition)
+    return update(session, data.key, change)
+
+
+def _dated(value: Any) -> Any:
+    """YAML reads unquoted times and dates as objects; a definition holds them as text."""
+    if isinstance(value, dict):
+        return {k: _dated(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dated(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat()
+    return value
+
+
+def install_blueprint(session: Session, key: str, *, publish_it: bool = True) -> JourneyRead:
+    """Save the blueprint's templates that do not exist yet, create its journey and (by
+    default) publish it."""
+    from regulars.journeys import blueprints  # TEMP until the package lands
+
+    blueprint = blueprints.load(key)
+    if definitions.find(session, blueprint.key) is not None:
+        raise Conflict(f"journey {blueprint.key!r} exists: archive it or import under a new key")
+    for template in blueprint.templates:
+        if messages.templates.get(session, template.key, template.channel) is None:
+            messages.templates.save(session, template.key, template.channel, template.template)
+    create(
+        session,
+        JourneyCreate(
+            key=blueprint.key,
+            name=blueprint.name,
+            description=blueprint.description,
+            definition=blueprint.definition,
+        ),
+    )
+    if publish_it:
+        return publish(session, blueprint.key)
+    read = get(session, blueprint.key)
+    assert read is not None
+    return read
+
+
+def webhook_secret() -> str:
+    """The secret journey webhook nodes sign with: REGULARS_JOURNEY_WEBHOOK_SECRET, or one
+    derived from the secret key."""
+    configured = get_settings().journey_webhook_secret
+    if configured:
+        return configured
+    return hashlib.sha256(f"journey-webhooks:{messages.links.secret()}".encode()).hexdigest()
+
+
+# --- customers leaving, and the GDPR export ---
+
+
+def follow_merge(session: Session, customer_id: str, survivor_id: str | None) -> None:
+    """A merged profile's runs move to the survivor; an erased one's go (cascade)."""
+    if survivor_id is not None:
+        repository.move_customer(session, merged_id=customer_id, survivor_id=survivor_id)
+
+
+def exported(session: Session, customer_id: str) -> dict[str, list[BaseModel]]:
+    runs = repository.runs_of(session, customer_id, limit=100_000)
+    keys = repository.journey_keys(session, [r.journey_id for r in runs])
+    return {"journey_runs": [_run_read(r, keys) for r in runs]}
+
+
+customers.on_removal(follow_merge)
+customers.on_export(exported)

@@ -1,0 +1,102 @@
+"""Runs moving through journeys on the worker: sends, waits, exits, goals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from regulars.db import session_scope
+from regulars.journeys.models import JourneyRun, JourneyStep, RunState
+from regulars.kit import clock
+from regulars.messages.models import Delivery
+from tests.journeys.conftest import JourneyFactory, Track, run_worker
+from tests.messages.conftest import CustomerFactory, TemplateFactory
+
+CART = {
+    "trigger": {"type": "event", "event": "Checkout Started"},
+    "entry": {"key": "checkout_id"},
+    "exit": [{"type": "event", "event": "Order Completed", "match": ["checkout_id"]}],
+    "goal": {"event": "Order Completed", "within": "3d"},
+    "start": "wait",
+    "nodes": {
+        "wait": {
+            "type": "wait",
+            "event": "Order Completed",
+            "match": ["checkout_id"],
+            "timeout": "1h",
+            "timeout_next": "remind",
+        },
+        "remind": {"type": "send", "template": "cart", "channel": "email"},
+    },
+}
+
+
+def _runs() -> list[JourneyRun]:
+    with session_scope() as session:
+        return list(session.scalars(select(JourneyRun).order_by(JourneyRun.entered_at)))
+
+
+def _deliveries() -> list[Delivery]:
+    with session_scope() as session:
+        return list(session.scalars(select(Delivery).where(Delivery.template_key == "cart")))
+
+
+def test_abandoned_checkout_reminds_after_an_hour_without_an_order(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    track: Track,
+) -> None:
+    template("cart", "email")
+    journey("cart", CART)
+    customer("alice", email="alice@example.com", first_name="Alice")
+    track("alice", "Checkout Started", {"checkout_id": "c1"})
+    run_worker()
+    (run,) = _runs()
+    assert run.state == RunState.WAITING and run.node_id == "wait"
+    assert run.listen_for == "Order Completed"
+    assert _deliveries() == []
+    frozen_clock.advance(timedelta(minutes=59))
+    run_worker()
+    assert _deliveries() == []
+    frozen_clock.advance(timedelta(minutes=2))
+    run_worker()
+    (delivery,) = _deliveries()
+    assert delivery.channel == "email" and delivery.address == "alice@example.com"
+    (run,) = _runs()
+    assert run.state == RunState.COMPLETED
+
+
+def test_order_for_the_same_checkout_ends_the_run_and_counts_the_goal(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    track: Track,
+) -> None:
+    template("cart", "email")
+    journey("cart", CART)
+    customer("bob", email="bob@example.com")
+    track("bob", "Checkout Started", {"checkout_id": "c1"})
+    track("bob", "Checkout Started", {"checkout_id": "c2"})
+    run_worker()
+    frozen_clock.advance(timedelta(minutes=10))
+    track("bob", "Order Completed", {"checkout_id": "c1", "revenue": 42.5})
+    run_worker()
+    frozen_clock.advance(timedelta(hours=2))
+    run_worker()
+    runs = {r.entry_key: r for r in _runs()}
+    assert runs["c1"].state == RunState.EXITED
+    assert runs["c1"].exit_reason == "exit: Order Completed"
+    assert runs["c1"].converted_at is not None and runs["c1"].conversion_value == 42.5
+    assert runs["c2"].state == RunState.COMPLETED
+    assert len(_deliveries()) == 1
+    with session_scope() as session:
+        steps = list(
+            session.scalars(select(JourneyStep).where(JourneyStep.run_id == runs["c1"].id))
+        )
+    assert [(s.node_id, s.outcome, s.detail) for s in steps] == [
+        ("wait", "exit", "exit: Order Completed")
+    ]
