@@ -44,7 +44,7 @@ class Version:
     @property
     def accepting(self) -> bool:
         """New runs start only on a live journey."""
-        return self.status is Status.LIVE
+        return self.status == Status.LIVE
 
 
 @dataclass(frozen=True)

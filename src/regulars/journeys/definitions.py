@@ -169,6 +169,7 @@ def publish(session: Session, key_or_id: str, *, migrate_runs: bool = False) -> 
     report = validate(session, journey.draft)
     if not report.valid:
         raise _invalid([p.model_dump() for p in report.problems], field="draft")
+    graph = compile_graph(journey.draft)
     now = clock.now()
     version = (journey.live_version or 0) + 1
     session.add(
@@ -176,11 +177,12 @@ def publish(session: Session, key_or_id: str, *, migrate_runs: bool = False) -> 
             journey_id=journey.id, version=version, definition=journey.draft, published_at=now
         )
     )
-    journey.live_version, journey.status = version, Status.LIVE
-    journey.enrolled_until, journey.updated_at = now, now
+    journey.live_version, journey.status, journey.updated_at = version, Status.LIVE, now
+    # A schedule fires at its next moment after publishing, never at one already past.
+    scheduled = isinstance(graph.definition.trigger, ScheduleTrigger)
+    journey.enrolled_until = now if scheduled else None
     session.flush()
     if migrate_runs:
-        graph = compile_graph(journey.draft)
         repository.move_to_version(
             session, journey.id, version=version, node_ids=sorted(graph.nodes)
         )
@@ -191,14 +193,14 @@ def pause(session: Session, key_or_id: str) -> Journey:
     """No new runs start and runs in flight stand still (their moments pass; they move on
     when resumed). Events still end runs and count goals."""
     journey = require(session, key_or_id)
-    if journey.status is not Status.LIVE:
+    if journey.status != Status.LIVE:
         raise Conflict(f"journey {journey.key!r} is {journey.status}, not live")
     return _set_status(journey, Status.PAUSED)
 
 
 def resume(session: Session, key_or_id: str) -> Journey:
     journey = require(session, key_or_id)
-    if journey.status is not Status.PAUSED:
+    if journey.status != Status.PAUSED:
         raise Conflict(f"journey {journey.key!r} is {journey.status}, not paused")
     return _set_status(journey, Status.LIVE)
 
@@ -216,7 +218,7 @@ def _set_status(journey: Journey, status: Status) -> Journey:
 
 
 def _not_archived(journey: Journey) -> None:
-    if journey.status is Status.ARCHIVED:
+    if journey.status == Status.ARCHIVED:
         raise Conflict(f"journey {journey.key!r} is archived")
 
 

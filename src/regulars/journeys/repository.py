@@ -116,14 +116,14 @@ def _count_ids(session: Session, run_ids: Sequence[str]) -> int:
 
 def entry_history(
     session: Session, journey_id: str, customer_ids: Sequence[str]
-) -> list[Row[tuple[str, str, str, datetime]]]:
+) -> list[tuple[str, str, str, datetime]]:
     """(customer, entry key, state, entered at) of every run of these customers."""
-    found: list[Row[tuple[str, str, str, datetime]]] = []
+    found: list[tuple[str, str, str, datetime]] = []
     for chunk in _chunks(list(customer_ids)):
         query = select(
             JourneyRun.customer_id, JourneyRun.entry_key, JourneyRun.state, JourneyRun.entered_at
         ).where(JourneyRun.journey_id == journey_id, JourneyRun.customer_id.in_(chunk))
-        found.extend(session.execute(query))
+        found.extend((r[0], r[1], r[2], r[3]) for r in session.execute(query))
     return found
 
 
@@ -382,7 +382,9 @@ def journey_keys(session: Session, journey_ids: Iterable[str]) -> dict[str, str]
 # --- statistics ---
 
 
-def run_counts(session: Session, journey_id: str) -> list[Row[Any]]:
+def run_counts(
+    session: Session, journey_id: str
+) -> list[tuple[str, str | None, int, int, float]]:
     """(state, variant, runs, conversions, revenue) for the journey's runs."""
     query = (
         select(
@@ -395,20 +397,20 @@ def run_counts(session: Session, journey_id: str) -> list[Row[Any]]:
         .where(JourneyRun.journey_id == journey_id)
         .group_by(JourneyRun.state, JourneyRun.variant)
     )
-    return list(session.execute(query))
+    return [(r[0], r[1], int(r[2]), int(r[3]), float(r[4] or 0)) for r in session.execute(query)]
 
 
-def at_nodes(session: Session, journey_id: str) -> list[Row[Any]]:
+def at_nodes(session: Session, journey_id: str) -> list[tuple[str | None, str, int]]:
     """(node, state, runs) of the runs in flight."""
     query = (
         select(JourneyRun.node_id, JourneyRun.state, func.count())
         .where(JourneyRun.journey_id == journey_id, JourneyRun.state.in_(ACTIVE_STATES))
         .group_by(JourneyRun.node_id, JourneyRun.state)
     )
-    return list(session.execute(query))
+    return [(r[0], r[1], int(r[2])) for r in session.execute(query)]
 
 
-def step_counts(session: Session, journey_id: str) -> list[Row[Any]]:
+def step_counts(session: Session, journey_id: str) -> list[tuple[str, str, bool, int, int]]:
     """(node, outcome, ended here, steps, with a message) of the steps taken."""
     ended = JourneyStep.next_node.is_(None)
     query = (
@@ -422,7 +424,7 @@ def step_counts(session: Session, journey_id: str) -> list[Row[Any]]:
         .where(JourneyStep.journey_id == journey_id)
         .group_by(JourneyStep.node_id, JourneyStep.outcome, ended)
     )
-    return list(session.execute(query))
+    return [(r[0], r[1], bool(r[2]), int(r[3]), int(r[4])) for r in session.execute(query)]
 
 
 def dialect_insert(session: Session, model: type[Base]) -> Any:

@@ -135,7 +135,7 @@ def start_run(session: Session, key: str, data: RunCreate) -> RunRead:
     """Start a run for one customer now (any live journey; the only way into one whose
     trigger is `api`). A 409 when the entry rules refuse it."""
     journey = definitions.require(session, key)
-    if journey.status is not Status.LIVE or journey.live_version is None:
+    if journey.status != Status.LIVE or journey.live_version is None:
         raise Conflict(f"journey {journey.key!r} is {journey.status}: publish it first")
     customer_id = customers.resolve_id(session, data.customer_id)
     if customer_id is None:
