@@ -150,6 +150,7 @@ def _run_row(version: Version, entrant: Entrant, key: str, *, now: datetime) -> 
         "due_at": starts_at,
         "listen_for": None,
         "trigger": entrant.trigger,
+        "heard": {},
         "variant": None,
         "steps": 0,
         "entered_at": max(starts_at, now),

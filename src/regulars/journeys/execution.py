@@ -57,6 +57,7 @@ class Run:
     node_id: str | None
     arrived_at: datetime
     trigger: dict[str, Any]
+    heard: dict[str, Any]
     variant: str | None
     steps: int
     due_at: datetime | None = None
@@ -75,14 +76,15 @@ class Run:
             row.node_id,
             row.arrived_at,
             row.trigger,
+            row.heard,
             row.variant,
             row.steps,
         )
 
     @property
-    def properties(self) -> Mapping[str, Any]:
-        found: Mapping[str, Any] = self.trigger.get("properties", {})
-        return found
+    def properties(self) -> dict[str, Any]:
+        """The trigger's properties, with what the run's waits heard since on top."""
+        return {**self.trigger.get("properties", {}), **self.heard}
 
     def effect_key(self) -> str:
         """The idempotency key of the effect of the step this run takes next."""
@@ -96,6 +98,7 @@ class Run:
             "arrived_at": self.arrived_at,
             "due_at": self.due_at,
             "listen_for": self.listen_for,
+            "heard": self.heard,
             "variant": self.variant,
             "steps": self.steps,
             "ended_at": self.ended_at,
@@ -108,6 +111,7 @@ class Decided:
     run: Run
     node: Node
     transition: Transition
+    observed: Observed
 
 
 def advance_due(
@@ -164,7 +168,8 @@ def _decide(
                 zone_or_utc(zones.get(run.customer_id)),
                 run.properties,
             )
-            decided.append(Decided(run, node, node.step(view, observed.get(run.id, _NOTHING), now)))
+            seen = observed.get(run.id, _NOTHING)
+            decided.append(Decided(run, node, node.step(view, seen, now), seen))
     return decided
 
 
@@ -224,6 +229,8 @@ def _apply(
         return False
     run.steps += 1
     steps.append(_step_row(run, transition, delivery_id, now=now))
+    if item.observed.awaited is not None:
+        run.heard = {**run.heard, **item.observed.awaited}
     if transition.variant is not None:
         run.variant = transition.variant
     run.listen_for = None

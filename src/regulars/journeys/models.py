@@ -105,6 +105,9 @@ class JourneyRun(Base):
     due_at: Mapped[datetime | None]
     listen_for: Mapped[str | None] = mapped_column(String(200))
     trigger: Mapped[dict[str, Any]]  # name, properties and timestamp of what started it
+    # Properties of the events its waits heard (Order Shipped's carrier...), newest winning:
+    # later nodes see them beside the trigger's.
+    heard: Mapped[dict[str, Any]]
     variant: Mapped[str | None] = mapped_column(String(64))
     steps: Mapped[int] = mapped_column(default=0)
     entered_at: Mapped[datetime]

@@ -154,6 +154,7 @@ RUN_COLUMNS = (
     JourneyRun.node_id,
     JourneyRun.arrived_at,
     JourneyRun.trigger,
+    JourneyRun.heard,
     JourneyRun.variant,
     JourneyRun.steps,
     JourneyRun.entered_at,
@@ -189,6 +190,7 @@ _UPDATE_RUN = (
         arrived_at=bindparam("arrived_at"),
         due_at=bindparam("due_at"),
         listen_for=bindparam("listen_for"),
+        heard=bindparam("heard"),
         variant=bindparam("variant"),
         steps=bindparam("steps"),
         ended_at=bindparam("ended_at"),
@@ -362,6 +364,16 @@ def runs_of(session: Session, customer_id: str, *, limit: int = 200) -> list[Jou
     return list(session.scalars(query))
 
 
+def newest_run(session: Session, journey_id: str, customer_id: str) -> JourneyRun | None:
+    query = (
+        select(JourneyRun)
+        .where(JourneyRun.journey_id == journey_id, JourneyRun.customer_id == customer_id)
+        .order_by(JourneyRun.entered_at.desc(), JourneyRun.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
 def get_run(session: Session, run_id: str) -> JourneyRun | None:
     return session.get(JourneyRun, run_id)
 
@@ -382,9 +394,7 @@ def journey_keys(session: Session, journey_ids: Iterable[str]) -> dict[str, str]
 # --- statistics ---
 
 
-def run_counts(
-    session: Session, journey_id: str
-) -> list[tuple[str, str | None, int, int, float]]:
+def run_counts(session: Session, journey_id: str) -> list[tuple[str, str | None, int, int, float]]:
     """(state, variant, runs, conversions, revenue) for the journey's runs."""
     query = (
         select(

@@ -10,7 +10,6 @@ transaction.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Any
 
 import yaml
@@ -21,10 +20,12 @@ from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.errors import Conflict, NotFound, ValidationFailed
 from regulars.journeys import (
+    blueprints,
     catalog,
     definitions,
     enrollment,
     execution,
+    files,
     repository,
     schedules,
     stats,
@@ -48,6 +49,7 @@ from regulars.journeys.schemas import (
 from regulars.kit import clock
 from regulars.kit.pagination import decode_cursor, encode_cursor
 from regulars.messages import service as messages
+from regulars.segments import service as segments
 
 customers.on_events(enrollment.on_events)
 
@@ -150,8 +152,9 @@ def start_run(session: Session, key: str, data: RunCreate) -> RunRead:
             f"the entry rules of {journey.key!r} keep this customer out now (a run in flight, "
             "re-entry or throttle)"
         )
-    newest = repository.runs_of(session, customer_id, limit=1)[0]
-    return _run_read(newest, {journey.id: journey.key})
+    started = repository.newest_run(session, journey.id, customer_id)
+    assert started is not None, "enroll answered that it started one"
+    return _run_read(started, {journey.id: journey.key})
 
 
 def runs_of_customer(session: Session, customer_id: str) -> RunList:
@@ -227,45 +230,31 @@ def export_yaml(session: Session, key: str) -> str:
         "description": journey.description,
         "definition": journey.draft,
     }
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return files.write_yaml(document)
 
 
 def import_yaml(session: Session, text: str) -> JourneyRead:
     """Create the journey, or replace its draft when the key exists."""
     try:
-        document = yaml.safe_load(text)
+        document = files.read_yaml(text)
     except yaml.YAMLError as exc:
         raise ValidationFailed(f"not valid YAML: {exc}", code="invalid_yaml") from None
     if not isinstance(document, dict):
         raise ValidationFailed("a journey file is a mapping with key, name and definition")
-    data = JourneyCreate.model_validate(_dated(document))
+    data = JourneyCreate.model_validate(document)
     if definitions.find(session, data.key) is None:
         return create(session, data)
     change = JourneyUpdate(name=data.name, description=data.description, definition=data.definition)
     return update(session, data.key, change)
 
 
-def _dated(value: Any) -> Any:
-    """YAML reads unquoted times and dates as objects; a definition holds them as text."""
-    if isinstance(value, dict):
-        return {k: _dated(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_dated(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "isoformat") and not isinstance(value, str):
-        return value.isoformat()
-    return value
-
-
 def install_blueprint(session: Session, key: str, *, publish_it: bool = True) -> JourneyRead:
     """Save the blueprint's templates that do not exist yet, create its journey and (by
     default) publish it."""
-    from regulars.journeys import blueprints  # TEMP until the package lands
-
     blueprint = blueprints.load(key)
     if definitions.find(session, blueprint.key) is not None:
         raise Conflict(f"journey {blueprint.key!r} exists: archive it or import under a new key")
+    segments.ensure_builtins(session)  # blueprints such as win-back start from them
     for template in blueprint.templates:
         if messages.templates.get(session, template.key, template.channel) is None:
             messages.templates.save(session, template.key, template.channel, template.template)

@@ -1,8 +1,8 @@
 """journeys
 
-Revision ID: a46eaa59bb05
+Revision ID: 8f4c44247873
 Revises: 88924e482292
-Create Date: 2026-11-30 02:23:52.219019
+Create Date: 2026-11-30 02:36:06.674679
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 import regulars.db
 
-revision: str = "a46eaa59bb05"
+revision: str = "8f4c44247873"
 down_revision: str | None = "88924e482292"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -56,6 +56,11 @@ def upgrade() -> None:
         sa.Column("listen_for", sa.String(length=200), nullable=True),
         sa.Column(
             "trigger",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "heard",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
