@@ -35,6 +35,7 @@ from regulars.journeys.nodes import (
     SetTraits,
     Transition,
     Wait,
+    same,
 )
 from regulars.kit.zones import zone_or_utc
 from regulars.messages import service as messages
@@ -202,7 +203,9 @@ def _awaited(session: Session, node: Wait, runs: list[Run]) -> dict[str, Observe
     for run in runs:
         wanted = node.wanted(run.properties)
         for at, properties in sorted(events.get(run.customer_id, []), key=lambda e: e[0]):
-            if at >= run.arrived_at and all(_get(properties, k) == v for k, v in wanted.items()):
+            if at >= run.arrived_at and all(
+                same(_get(properties, k), v) for k, v in wanted.items()
+            ):
                 found[run.id] = Observed(awaited=properties)
                 break
     return found

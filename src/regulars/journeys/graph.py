@@ -97,8 +97,9 @@ def _reach_errors(start: str, nodes: Mapping[str, Node]) -> list[dict[str, str]]
 
 
 def _loop_errors(nodes: Mapping[str, Node]) -> list[dict[str, str]]:
-    """A cycle among nodes that never wait would run forever in one go."""
-    instant = {node_id for node_id, node in nodes.items() if not node.can_wait}
+    """A cycle among nodes that do not always hold a run would run forever in one go (a
+    `between` delay lets runs inside its window through)."""
+    instant = {node_id for node_id, node in nodes.items() if not node.always_waits()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node_id: str, path: list[str]) -> list[str] | None:

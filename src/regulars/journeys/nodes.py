@@ -125,8 +125,14 @@ def _lookup(data: Mapping[str, Any], path: str) -> Any:
 
 
 def matches(properties: Mapping[str, Any], where: Mapping[str, Scalar]) -> bool:
-    """Every `where` property equals the event's (dots reach into nested properties)."""
-    return all(_lookup(properties, key) == value for key, value in where.items())
+    """Every `where` property equals the event's (dots reach into nested properties);
+    true is not 1."""
+    return all(same(_lookup(properties, key), value) for key, value in where.items())
+
+
+def same(actual: Any, wanted: Any) -> bool:
+    """Equal, with booleans apart from numbers (Python holds True == 1)."""
+    return isinstance(actual, bool) == isinstance(wanted, bool) and actual == wanted
 
 
 # --- the node kinds ---
@@ -134,14 +140,16 @@ def matches(properties: Mapping[str, Any], where: Mapping[str, Scalar]) -> bool:
 
 class Node(Strict):
     kind: ClassVar[str]
-    # A run can stop here for a while: a loop through such a node is not an endless loop.
-    can_wait: ClassVar[bool] = False
     # What the service must look up before `step`: "condition" or "awaited".
     observes: ClassVar[str | None] = None
 
     def successors(self) -> dict[str, str]:
         """Edge name -> node id, for drawing and validating the graph."""
         return {}
+
+    def always_waits(self) -> bool:
+        """Every run stops here for a while: a loop through this node is no endless loop."""
+        return False
 
     def step(self, run: RunView, observed: Observed, now: datetime) -> Transition:
         raise NotImplementedError
@@ -184,7 +192,6 @@ class Delay(Node):
     of day, or `between` two times, on the given weekdays."""
 
     kind: ClassVar[str] = "delay"
-    can_wait: ClassVar[bool] = True
     type: Literal["delay"]
     duration: Duration | None = None
     at: time | None = None
@@ -210,6 +217,13 @@ class Delay(Node):
 
     def successors(self) -> dict[str, str]:
         return _edges(next=self.next)
+
+    def always_waits(self) -> bool:
+        """A duration or a time of day holds every run; a `between` window lets a run that
+        arrives inside it straight through, and a zero duration holds nobody."""
+        if self.duration is not None:
+            return parse_duration(self.duration) > timedelta(0)
+        return self.at is not None
 
     def step(self, run: RunView, observed: Observed, now: datetime) -> Transition:
         until = self.until(run.arrived_at, run.zone)
@@ -270,7 +284,6 @@ class Wait(Node):
     `timeout_next` when it does not."""
 
     kind: ClassVar[str] = "wait"
-    can_wait: ClassVar[bool] = True
     observes: ClassVar[str | None] = "awaited"
     type: Literal["wait"]
     event: str = Field(min_length=1, max_length=200)
@@ -288,6 +301,9 @@ class Wait(Node):
 
     def successors(self) -> dict[str, str]:
         return _edges(next=self.next, timeout_next=self.timeout_next)
+
+    def always_waits(self) -> bool:
+        return parse_duration(self.timeout) > timedelta(0)
 
     def step(self, run: RunView, observed: Observed, now: datetime) -> Transition:
         if observed.awaited is not None:
