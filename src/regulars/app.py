@@ -57,6 +57,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(*, with_worker: bool | None = None) -> FastAPI:
     from regulars.customers.api import router as customers_router
     from regulars.ingestion.api import router as ingestion_router
+    from regulars.journeys.api import router as journeys_router
     from regulars.messages.api import router as messages_router
     from regulars.messages.views import router as messages_pages
     from regulars.segments.api import router as segments_router
@@ -93,6 +94,7 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(segments_router)
     app.include_router(messages_router)
+    app.include_router(journeys_router)
     app.include_router(messages_pages)
 
     @app.get("/healthz", include_in_schema=False)

@@ -20,10 +20,10 @@ import pytest
 from regulars.customers import service as customers
 from regulars.db import Database, session_scope
 from regulars.journeys import service as journeys
+from regulars.journeys import tasks as journey_tasks
 from regulars.journeys.schemas import JourneyCreate, JourneyRead
 from regulars.kit import clock
 from regulars.messages import tasks as message_tasks
-from regulars.journeys import tasks as journey_tasks
 from tests.messages.conftest import (  # noqa: F401  (fixtures, found by name)
     api,
     client,

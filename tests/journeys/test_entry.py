@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from regulars.db import session_scope
+from regulars.errors import Conflict
 from regulars.journeys import service as journeys
 from regulars.journeys.models import Journey, JourneyRun, RunState
 from regulars.journeys.schemas import RunCreate
@@ -26,7 +29,7 @@ def _runs(key: str | None = None) -> list[JourneyRun]:
         return list(session.scalars(query))
 
 
-def _waiting(trigger: dict[str, object], **entry: object) -> dict[str, object]:
+def _waiting(trigger: Mapping[str, object], **entry: object) -> dict[str, object]:
     """A journey whose only node waits a week: runs stay in flight."""
     return {
         "trigger": trigger,
@@ -197,13 +200,8 @@ def test_api_start_refused_by_entry_rules_is_a_conflict(
     with session_scope() as session:
         run = journeys.start_run(session, "manual", RunCreate(customer_id=ann, properties={"x": 1}))
     assert run.trigger["event"] == "api" and run.trigger["properties"] == {"x": 1}
-    with session_scope() as session:
-        try:
-            journeys.start_run(session, "manual", RunCreate(customer_id=ann))
-        except Exception as exc:  # noqa: BLE001 - the status is what matters
-            assert getattr(exc, "status", None) == 409
-        else:
-            raise AssertionError("a second run in flight was let in")
+    with pytest.raises(Conflict, match="entry rules"), session_scope() as session:
+        journeys.start_run(session, "manual", RunCreate(customer_id=ann))
 
 
 def test_schedule_trigger_enrolls_the_whole_segment_once_per_day(
@@ -252,7 +250,7 @@ def test_birthday_runs_start_at_nine_on_each_customers_own_clock(
     runs = {r.customer_id: r for r in _runs()}
     # Tokyo: 2 March 19:00 local; today is the birthday; 09:00 local was 00:00 UTC.
     # Los Angeles: 2 March 02:00 local; the birthday starts at 09:00 local = 17:00 UTC.
-    assert sorted(r.due_at for r in runs.values()) == [
+    assert sorted(r.due_at for r in runs.values() if r.due_at is not None) == [
         datetime(2026, 3, 2, 0, 0, tzinfo=UTC),
         datetime(2026, 3, 2, 17, 0, tzinfo=UTC),
     ]

@@ -29,6 +29,28 @@ class Graph:
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]
 
+    def order(self) -> list[str]:
+        """Node ids from the start along the edges (breadth first): the order a reader
+        follows, kept however the database stored the definition (JSONB sorts keys)."""
+        found = [self.definition.start]
+        for node_id in found:
+            found += [t for t in self.nodes[node_id].successors().values() if t not in found]
+        return found
+
+    def canonical(self) -> dict[str, Any]:
+        """The definition as a document reads best: trigger, entry, exit, goal, start, then
+        the nodes in `order`, each with its type first."""
+        raw = self.definition.model_dump(mode="json", exclude_unset=True, exclude={"nodes"})
+        keys = ("trigger", "entry", "exit", "goal", "start")
+        document: dict[str, Any] = {k: raw[k] for k in keys if k in raw}
+        document["nodes"] = {}
+        for node_id in self.order():
+            body = self.definition.nodes[node_id]
+            document["nodes"][node_id] = {"type": body["type"]} | {
+                k: v for k, v in body.items() if k != "type"
+            }
+        return document
+
 
 def compile_graph(raw: object) -> Graph:
     """The definition parsed and checked, or DefinitionInvalid listing every problem."""

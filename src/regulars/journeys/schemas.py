@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from regulars.journeys.blueprints import EventSpec
 from regulars.journeys.definition import Status
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
@@ -16,11 +17,22 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Words the API's paths use beside journey keys (/api/journeys/blueprints, .../validate).
+RESERVED_KEYS = frozenset({"blueprints", "validate", "runs"})
+
+
 class JourneyCreate(_In):
     key: str = Field(pattern=KEY_PATTERN, description="Stable handle: lower case, digits, _ -")
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     definition: dict[str, Any] = Field(description="Trigger, entry, exit, goal, nodes")
+
+    @field_validator("key")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_KEYS:
+            raise ValueError(f"{value!r} is a word of the API's paths; choose another key")
+        return value
 
 
 class JourneyUpdate(_In):
@@ -146,3 +158,14 @@ class JourneyStats(BaseModel):
     throttled: int
     nodes: list[NodeStats]
     arms: list[ArmStats]
+
+
+class BlueprintRead(BaseModel):
+    """A shipped blueprint as listed: what it does and the events the store must send."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str
+    name: str
+    description: str
+    events: list[EventSpec]

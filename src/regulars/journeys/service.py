@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
@@ -32,6 +33,7 @@ from regulars.journeys import (
 )
 from regulars.journeys.definition import ApiTrigger, Status
 from regulars.journeys.enrollment import Entrant, trigger_of
+from regulars.journeys.graph import DefinitionInvalid, compile_graph
 from regulars.journeys.models import JourneyRun, JourneyStep
 from regulars.journeys.schemas import (
     JourneyCreate,
@@ -224,11 +226,15 @@ def stats_of(session: Session, key: str) -> JourneyStats:
 def export_yaml(session: Session, key: str) -> str:
     """The journey as a YAML document `import_yaml` takes back (journeys in a repository)."""
     journey = definitions.require(session, key)
+    try:
+        definition = compile_graph(journey.draft).canonical()
+    except DefinitionInvalid:  # a draft saved under older rules: export it as it is
+        definition = journey.draft
     document = {
         "key": journey.key,
         "name": journey.name,
         "description": journey.description,
-        "definition": journey.draft,
+        "definition": definition,
     }
     return files.write_yaml(document)
 
@@ -241,7 +247,17 @@ def import_yaml(session: Session, text: str) -> JourneyRead:
         raise ValidationFailed(f"not valid YAML: {exc}", code="invalid_yaml") from None
     if not isinstance(document, dict):
         raise ValidationFailed("a journey file is a mapping with key, name and definition")
-    data = JourneyCreate.model_validate(document)
+    try:
+        data = JourneyCreate.model_validate(document)
+    except PydanticValidationError as exc:
+        problems = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        first = problems[0]
+        raise ValidationFailed(
+            f"{first['path']}: {first['message']}", code="invalid_journey", details=problems
+        ) from None
     if definitions.find(session, data.key) is None:
         return create(session, data)
     change = JourneyUpdate(name=data.name, description=data.description, definition=data.definition)

@@ -95,7 +95,7 @@ def _nodes(session: Session, journey: Journey) -> list[NodeStats]:
     types: dict[str, str] = {}
     if journey.live_version is not None:
         graph = catalog.graph_of(session, journey.id, journey.live_version)
-        types = {node_id: node.kind for node_id, node in graph.nodes.items()}
+        types = {node_id: graph.nodes[node_id].kind for node_id in graph.order()}
     counts: dict[str, dict[str, int]] = {}
     outcomes: dict[str, dict[str, int]] = {}
 
