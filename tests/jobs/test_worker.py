@@ -248,7 +248,8 @@ def test_the_prune_task_runs_through_the_worker(
     recent = _enqueue("tests.record", {"n": 2})
     Worker(registry=registry).run_once()
     prune = _enqueue("jobs.prune", {})
-    assert Worker().run_once() == 1
+    # The process-wide registry: other domains' recurring jobs may run in the same round.
+    assert Worker().run_once() >= 1
     with database.session(readonly=True) as session:
         left = set(session.scalars(select(Job.id).where(Job.kind != "jobs.prune")))
     assert old not in left
