@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from regulars.journeys import repository
@@ -81,16 +82,35 @@ def graph_of(session: Session, journey_id: str, version: int) -> Graph:
     return found
 
 
+_IN_TRANSACTION = "regulars.journeys.catalog"
+
+
 def current(session: Session) -> Catalog:
+    """The catalog as this transaction sees it: the stamp is read once per transaction (a
+    send's timeline events come back through the event listener many times per batch)."""
+    known = session.info.get(_IN_TRANSACTION)
+    if isinstance(known, Catalog):
+        return known
     stamp = repository.stamp(session)
     database = _database(session)
     cached = _catalogs.get(database)
-    if cached is not None and cached.stamp == stamp:
-        return cached
-    built = _build(session, stamp)
-    with _lock:
-        _catalogs[database] = built
-    return built
+    if cached is None or cached.stamp != stamp:
+        cached = _build(session, stamp)
+        with _lock:
+            _catalogs[database] = cached
+    session.info[_IN_TRANSACTION] = cached
+    return cached
+
+
+def forget(session: Session) -> None:
+    """This transaction changed a journey: read the stamp again."""
+    session.info.pop(_IN_TRANSACTION, None)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _end_of_transaction(session: Session) -> None:
+    forget(session)
 
 
 def _database(session: Session) -> str:

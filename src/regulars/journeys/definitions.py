@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from regulars.errors import Conflict, NotFound, ValidationFailed
-from regulars.journeys import repository
+from regulars.journeys import catalog, repository
 from regulars.journeys.definition import (
     ExitOnSegment,
     ScheduleTrigger,
@@ -186,6 +186,7 @@ def publish(session: Session, key_or_id: str, *, migrate_runs: bool = False) -> 
         repository.move_to_version(
             session, journey.id, version=version, node_ids=sorted(graph.nodes)
         )
+    _changed(session)
     return journey
 
 
@@ -195,26 +196,33 @@ def pause(session: Session, key_or_id: str) -> Journey:
     journey = require(session, key_or_id)
     if journey.status != Status.LIVE:
         raise Conflict(f"journey {journey.key!r} is {journey.status}, not live")
-    return _set_status(journey, Status.PAUSED)
+    return _set_status(session, journey, Status.PAUSED)
 
 
 def resume(session: Session, key_or_id: str) -> Journey:
     journey = require(session, key_or_id)
     if journey.status != Status.PAUSED:
         raise Conflict(f"journey {journey.key!r} is {journey.status}, not paused")
-    return _set_status(journey, Status.LIVE)
+    return _set_status(session, journey, Status.LIVE)
 
 
 def archive(session: Session, key_or_id: str) -> Journey:
     """Retire the journey: runs in flight end (reason `archived`), nothing starts again."""
     journey = require(session, key_or_id)
     repository.end_in_flight(session, journey.id, reason="archived", now=clock.now())
-    return _set_status(journey, Status.ARCHIVED)
+    return _set_status(session, journey, Status.ARCHIVED)
 
 
-def _set_status(journey: Journey, status: Status) -> Journey:
+def _set_status(session: Session, journey: Journey, status: Status) -> Journey:
     journey.status, journey.updated_at = status, clock.now()
+    _changed(session)
     return journey
+
+
+def _changed(session: Session) -> None:
+    """Events later in this transaction must see the journey as it is now."""
+    session.flush()
+    catalog.forget(session)
 
 
 def _not_archived(journey: Journey) -> None:
