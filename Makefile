@@ -48,6 +48,7 @@ bench: install-test
 	$(BIN)/python -m bench.import_events --quick
 	$(BIN)/python -m bench.segments --quick
 	$(BIN)/python -m bench.messages --quick
+	$(BIN)/python -m bench.journeys --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

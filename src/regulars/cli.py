@@ -30,8 +30,9 @@ def _mount() -> None:
     _mounted = True
     from regulars.customers.cli import app as customers_app
     from regulars.customers.cli import import_app
-    from regulars.demo.cli import demo
+    from regulars.demo.cli import demo, simulate
     from regulars.identity.cli import apikeys_app, sources_app
+    from regulars.journeys.cli import app as journeys_app
     from regulars.messages.cli import (
         broadcasts_app,
         deliveries_app,
@@ -47,6 +48,7 @@ def _mount() -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
     app.command("demo")(demo)
+    app.command("simulate")(simulate)
     app.add_typer(db_app, name="db")
     app.add_typer(sources_app, name="sources")
     app.add_typer(apikeys_app, name="apikeys")
@@ -60,6 +62,7 @@ def _mount() -> None:
     app.add_typer(providers_app, name="providers")
     app.add_typer(push_app, name="push")
     app.add_typer(suppressions_app, name="suppressions")
+    app.add_typer(journeys_app, name="journeys")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from tests.cli import run_cli
 def test_demo_prints_summary_and_a_working_key_last(
     database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run_cli(["demo", "--seed", "5", "--customers", "20", "--months", "1"], monkeypatch)
+    args = ["demo", "--seed", "5", "--customers", "20", "--months", "1", "--simulate-days", "1"]
+    code = run_cli(args, monkeypatch)
 
     out = capsys.readouterr().out.splitlines()
     assert code == 0
@@ -26,7 +27,7 @@ def test_demo_prints_summary_and_a_working_key_last(
 def test_demo_refuses_a_loaded_database_unless_forced(
     database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["demo", "--seed", "5", "--customers", "5", "--months", "1"]
+    args = ["demo", "--seed", "5", "--customers", "5", "--months", "1", "--simulate-days", "0"]
     assert run_cli(args, monkeypatch) == 0
     capsys.readouterr()
 
@@ -38,7 +39,8 @@ def test_demo_refuses_a_loaded_database_unless_forced(
 def test_demo_if_empty_loads_once_then_leaves_the_database_alone(
     database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["demo", "--seed", "5", "--customers", "5", "--months", "1", "--if-empty"]
+    args = ["demo", "--seed", "5", "--customers", "5", "--months", "1", "--simulate-days", "0"]
+    args.append("--if-empty")
     assert run_cli(args, monkeypatch) == 0
     first = capsys.readouterr()
     assert "Admin API key" in first.out

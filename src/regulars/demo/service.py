@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -14,11 +15,15 @@ from sqlalchemy.orm import Session
 from regulars.customers import service as customers_service
 from regulars.customers.rules import order_amount_cents
 from regulars.customers.schemas import CustomerQuery
+from regulars.demo import activity
 from regulars.demo import messages as demo_messages
 from regulars.demo.generator import Message, generate
 from regulars.errors import Conflict
 from regulars.identity import service as identity
 from regulars.identity.models import ApiKeyScope, Source
+from regulars.journeys import blueprints
+from regulars.journeys import service as journeys
+from regulars.kit import clock, ids
 from regulars.segments import service as segments_service
 from regulars.segments.schemas import SegmentCreate
 
@@ -39,6 +44,7 @@ class DemoSummary:
     api_key: str | None = None
     segments: dict[str, int] = field(default_factory=dict)
     messages: demo_messages.MessagesSummary | None = None
+    journeys: list[str] = field(default_factory=list)  # the blueprints installed
     latest_orders: list[demo_messages.Order] = field(default_factory=list)
     _users: set[str] = field(default_factory=set)
 
@@ -74,15 +80,26 @@ def load(
     """Generate the demo store and ingest it from the "demo" source; flushes, never commits.
 
     Creates the "demo" source when missing and a new admin API key, both returned in the
-    summary. A database with customers in it is refused unless `force`.
+    summary, then the segments, the templates and messages (`install_journeys` adds the
+    journeys). A database with customers in it is refused unless `force`. In an empty
+    database ids are drawn from the seed too: under a frozen clock, the same store twice.
     """
-    if not force and has_customers(session):
+    loaded = has_customers(session)
+    if loaded and not force:
         raise Conflict("the database has customers already; pass --force to load the demo anyway")
+    fresh = ids.repeatable(f"demo/{seed}/{now.isoformat()}") if not loaded else nullcontext()
+    with fresh:
+        return _load(session, seed=seed, customers=customers, months=months, now=now)
+
+
+def _load(
+    session: Session, *, seed: int, customers: int, months: int, now: datetime
+) -> DemoSummary:
     source = identity.get_or_create_source(session, SOURCE_NAME)
     summary = DemoSummary(source=source)
     _, summary.api_key = identity.create_api_key(session, "demo admin", ApiKeyScope.ADMIN)
     messages = generate(seed, customers=customers, months=months, now=now)
-    for chunk in _chunks(_counted(messages, summary), CHUNK):
+    for chunk in _chunks(_counted(_with_birthdays(messages, seed), summary), CHUNK):
         result = customers_service.ingest(session, chunk, source=source.id, received_at=now)
         summary.events += result.accepted
         summary.duplicates += result.duplicates
@@ -91,6 +108,19 @@ def load(
     summary.segments = install_segments(session, now=now)
     summary.messages = demo_messages.load(session, seed=seed, now=now, orders=summary.latest_orders)
     return summary
+
+
+def install_journeys(session: Session) -> list[str]:
+    """Install and publish every shipped blueprint not installed yet (templates the demo
+    saved before are kept); answer the keys installed. Ids are drawn from the clock's moment:
+    under a frozen clock, the same journeys (and so the same journey runs) twice."""
+    installed = []
+    with ids.repeatable(f"blueprints/{clock.now().isoformat()}"):
+        for key in blueprints.names():
+            if journeys.get(session, key) is None:
+                journeys.install_blueprint(session, key)
+                installed.append(key)
+    return installed
 
 
 # A handful of segments a coffee store would make on its first day, beside the built-in ones.
@@ -191,6 +221,18 @@ def install_segments(session: Session, *, now: datetime) -> dict[str, int]:
 def has_customers(session: Session) -> bool:
     page = customers_service.list_customers(session, CustomerQuery(), cursor=None, limit=1)
     return bool(page.items)
+
+
+def _with_birthdays(messages: Iterable[Message], seed: int) -> Iterator[Message]:
+    """Three customers in four give their birthday when they sign up (the first identify, the
+    one with the email): the birthday journey reads the trait."""
+    for message in messages:
+        traits = message.get("traits")
+        if message["type"] == "identify" and traits and "email" in traits:
+            born = activity.birthday(seed, str(message["userId"]))
+            if born is not None:
+                message = message | {"traits": traits | {"birthday": born}}
+        yield message
 
 
 def _counted(messages: Iterable[Message], summary: DemoSummary) -> Iterator[Message]:

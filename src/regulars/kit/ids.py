@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from regulars.kit import clock
 
@@ -14,12 +17,29 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 def new_id() -> str:
     """A 26-character Crockford base32 ULID; ids made later sort after earlier ones."""
     millis = int(clock.now().timestamp() * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    bits = _seeded.getrandbits(80) if _seeded is not None else int.from_bytes(os.urandom(10))
+    value = (millis << 80) | bits
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+_seeded: random.Random | None = None
+
+
+@contextmanager
+def repeatable(seed: str) -> Iterator[None]:
+    """Within it, the random part of `new_id` comes from `random.Random(seed)`: under a frozen
+    clock the same work makes the same ids, and whatever is drawn from an id (a journey's
+    holdout) comes out the same (`regulars simulate`). One thread only; secrets stay random."""
+    global _seeded
+    previous, _seeded = _seeded, random.Random(seed)
+    try:
+        yield
+    finally:
+        _seeded = previous
 
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
