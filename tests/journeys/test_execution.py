@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from regulars.customers import service as customers
 from regulars.db import session_scope
 from regulars.journeys.models import JourneyRun, JourneyStep, RunState
 from regulars.kit import clock
@@ -100,3 +101,78 @@ def test_order_for_the_same_checkout_ends_the_run_and_counts_the_goal(
     assert [(s.node_id, s.outcome, s.detail) for s in steps] == [
         ("wait", "exit", "exit: Order Completed")
     ]
+
+
+def test_checkout_and_its_order_in_one_batch_end_the_run_without_a_reminder(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+) -> None:
+    template("cart", "email")
+    journey("cart", CART)
+    customer("cara", email="cara@example.com")
+    at = clock.now().isoformat()
+    batch = [
+        {
+            "type": "track",
+            "userId": "cara",
+            "event": name,
+            "properties": props,
+            "messageId": key,
+            "timestamp": at,
+        }
+        for name, props, key in (
+            ("Checkout Started", {"checkout_id": "c9"}, "m1"),
+            ("Order Completed", {"checkout_id": "c9", "revenue": 12}, "m2"),
+        )
+    ]
+    with session_scope() as session:
+        customers.ingest(session, batch, source="tests")
+    (run,) = _runs()
+    assert run.state == RunState.EXITED and run.exit_reason == "exit: Order Completed"
+    frozen_clock.advance(timedelta(hours=2))
+    run_worker()
+    assert _deliveries() == []
+
+
+def test_a_wait_takes_an_event_that_came_before_the_run_reached_it(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    track: Track,
+) -> None:
+    template("shipped", "email")
+    template("delayed", "email")
+    journey(
+        "orders",
+        {
+            "trigger": {"type": "event", "event": "Order Completed"},
+            "entry": {"key": "order_id"},
+            "start": "shipped",
+            "nodes": {
+                "shipped": {
+                    "type": "wait",
+                    "event": "Order Shipped",
+                    "match": ["order_id"],
+                    "timeout": "3d",
+                    "next": "tell",
+                    "timeout_next": "late",
+                },
+                "tell": {"type": "send", "template": "shipped"},
+                "late": {"type": "send", "template": "delayed"},
+            },
+        },
+    )
+    dan = customer("dan", email="dan@example.com")
+    track("dan", "Order Completed", {"order_id": "o1"})
+    track("dan", "Order Shipped", {"order_id": "o2", "carrier": "DHL"})  # another order's
+    track("dan", "Order Shipped", {"order_id": "o1", "carrier": "UPS"})
+    frozen_clock.advance(timedelta(minutes=1))  # the worker moves the run into the wait later
+    run_worker()
+    with session_scope() as session:
+        sent = list(session.scalars(select(Delivery).where(Delivery.customer_id == dan)))
+    assert [d.template_key for d in sent] == ["shipped"]
+    (run,) = _runs()
+    assert run.heard["carrier"] == "UPS" and run.state == RunState.COMPLETED

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -32,6 +32,7 @@ from regulars.journeys.definition import (
 )
 from regulars.journeys.execution import end_runs
 from regulars.journeys.models import RunState
+from regulars.journeys.moments import moment, started_at
 from regulars.journeys.nodes import matches
 from regulars.kit import clock
 from regulars.kit.ids import new_id
@@ -151,6 +152,7 @@ def _run_row(version: Version, entrant: Entrant, key: str, *, now: datetime) -> 
         "listen_for": None,
         "trigger": entrant.trigger,
         "heard": {},
+        "heard_at": None,
         "variant": None,
         "steps": 0,
         "entered_at": max(starts_at, now),
@@ -175,10 +177,10 @@ def on_events(session: Session, events: Sequence[customers.StoredEvent]) -> None
     heard = [e for e in events if catalog.hears(e.name)]
     if heard:
         _count_goals(session, catalog, heard)
+        # Starts before exits: a batch holding a checkout and its order ends the new run.
+        _start(session, catalog, heard, now=now)
         _end_on_exit(session, catalog, heard, now=now)
     _wake(session, catalog, events, now=now)
-    if heard:
-        _start(session, catalog, heard, now=now)
 
 
 def _count_goals(
@@ -220,6 +222,8 @@ def _end_on_exit(
     for run in repository.in_flight(session, journey_ids, customer_ids):
         for event, match in wanted.get((run.journey_id, run.customer_id), []):
             started_by = run.trigger.get("properties", {})
+            if started_at(run.trigger) > event.timestamp:
+                continue  # the run began after this event: it is no reason to leave
             if all(started_by.get(p) == event.properties.get(p) for p in match):
                 ending.append((run, f"exit: {event.name}"))
                 break
@@ -279,26 +283,11 @@ def _entrant(version: Version, event: customers.StoredEvent, *, now: datetime) -
             return Entrant(event.customer_id, data, now)
         return None
     if isinstance(trigger, EventDateTrigger) and matches(event.properties, trigger.where):
-        moment = (
-            _moment(event.properties.get(trigger.property)) if trigger.property else event.timestamp
-        )
-        if moment is None:
+        at = moment(event.properties.get(trigger.property)) if trigger.property else event.timestamp
+        if at is None:
             return None
-        starts_at = moment + trigger.offset_delta()
+        starts_at = at + trigger.offset_delta()
         if starts_at < now and trigger.skip_past:
             return None
         return Entrant(event.customer_id, data, starts_at)
     return None
-
-
-def _moment(value: object) -> datetime | None:
-    """An event property as a moment: ISO 8601 text (UTC when it names no offset)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment

@@ -23,6 +23,7 @@ from regulars.errors import RegularsError
 from regulars.jobs import service as jobs
 from regulars.journeys import catalog, repository
 from regulars.journeys.models import RunState
+from regulars.journeys.moments import started_at
 from regulars.journeys.nodes import (
     Branch,
     CallWebhook,
@@ -59,6 +60,7 @@ class Run:
     arrived_at: datetime
     trigger: dict[str, Any]
     heard: dict[str, Any]
+    heard_at: datetime | None
     variant: str | None
     steps: int
     due_at: datetime | None = None
@@ -78,6 +80,7 @@ class Run:
             row.arrived_at,
             row.trigger,
             row.heard,
+            row.heard_at,
             row.variant,
             row.steps,
         )
@@ -100,6 +103,7 @@ class Run:
             "due_at": self.due_at,
             "listen_for": self.listen_for,
             "heard": self.heard,
+            "heard_at": self.heard_at,
             "variant": self.variant,
             "steps": self.steps,
             "ended_at": self.ended_at,
@@ -192,23 +196,40 @@ def _observe(
 
 
 def _awaited(session: Session, node: Wait, runs: list[Run]) -> dict[str, Observed]:
-    since = min(r.arrived_at for r in runs)
+    """The first awaited event each run has not taken yet. A wait looks back to the run's
+    start (or to the event its last wait took), not only to its arrival: an order shipped
+    before the worker moved the run into "wait for shipped" still counts."""
+    since = min(_listening_since(r) for r in runs)
     customer_ids = sorted({r.customer_id for r in runs})
     events: dict[str, list[tuple[datetime, Mapping[str, Any]]]] = {}
-    for customer_id, event in customers.recent_events(
-        session, customer_ids, name=node.event, since=since
-    ):
+    found = customers.recent_events(session, customer_ids, name=node.event, since=since)
+    for customer_id, event in found:
         events.setdefault(customer_id, []).append((event.timestamp, event.properties))
-    found = {}
+    observed = {}
     for run in runs:
         wanted = node.wanted(run.properties)
         for at, properties in sorted(events.get(run.customer_id, []), key=lambda e: e[0]):
-            if at >= run.arrived_at and all(
+            if _new_to(run, node, at, properties) and all(
                 same(_get(properties, k), v) for k, v in wanted.items()
             ):
-                found[run.id] = Observed(awaited=properties)
+                observed[run.id] = Observed(awaited=properties, awaited_at=at)
                 break
-    return found
+    return observed
+
+
+def _listening_since(run: Run) -> datetime:
+    return run.heard_at if run.heard_at is not None else started_at(run.trigger)
+
+
+def _new_to(run: Run, node: Wait, at: datetime, properties: Mapping[str, Any]) -> bool:
+    """Not before the run listens, not the event a wait took before, not the trigger."""
+    if run.heard_at is not None:
+        return at > run.heard_at
+    trigger = run.trigger
+    is_trigger = trigger.get("event") == node.event and dict(properties) == trigger.get(
+        "properties"
+    )
+    return at >= started_at(trigger) and not is_trigger
 
 
 def _get(properties: Mapping[str, Any], path: str) -> Any:
@@ -234,6 +255,7 @@ def _apply(
     steps.append(_step_row(run, transition, delivery_id, now=now))
     if item.observed.awaited is not None:
         run.heard = {**run.heard, **item.observed.awaited}
+        run.heard_at = item.observed.awaited_at
     if transition.variant is not None:
         run.variant = transition.variant
     run.listen_for = None

@@ -108,6 +108,7 @@ class JourneyRun(Base):
     # Properties of the events its waits heard (Order Shipped's carrier...), newest winning:
     # later nodes see them beside the trigger's.
     heard: Mapped[dict[str, Any]]
+    heard_at: Mapped[datetime | None]  # when the last event a wait took happened
     variant: Mapped[str | None] = mapped_column(String(64))
     steps: Mapped[int] = mapped_column(default=0)
     entered_at: Mapped[datetime]

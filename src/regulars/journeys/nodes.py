@@ -44,6 +44,7 @@ class Observed:
 
     condition: bool | None = None
     awaited: Mapping[str, Any] | None = None
+    awaited_at: datetime | None = None
 
 
 class Effect:

@@ -1,8 +1,8 @@
 """journeys
 
-Revision ID: 8f4c44247873
+Revision ID: e5d1d2c2f31b
 Revises: 88924e482292
-Create Date: 2026-11-30 02:36:06.674679
+Create Date: 2026-11-30 03:57:40.167427
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 import regulars.db
 
-revision: str = "8f4c44247873"
+revision: str = "e5d1d2c2f31b"
 down_revision: str | None = "88924e482292"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -64,6 +64,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
+        sa.Column("heard_at", regulars.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("variant", sa.String(length=64), nullable=True),
         sa.Column("steps", sa.Integer(), nullable=False),
         sa.Column("entered_at", regulars.db.UTCDateTime(timezone=True), nullable=False),
