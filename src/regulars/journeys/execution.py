@@ -36,7 +36,7 @@ from regulars.journeys.nodes import (
     SetTraits,
     Transition,
     Wait,
-    same,
+    matches,
 )
 from regulars.kit.zones import zone_or_utc
 from regulars.messages import service as messages
@@ -209,9 +209,7 @@ def _awaited(session: Session, node: Wait, runs: list[Run]) -> dict[str, Observe
     for run in runs:
         wanted = node.wanted(run.properties)
         for at, properties in sorted(events.get(run.customer_id, []), key=lambda e: e[0]):
-            if _new_to(run, node, at, properties) and all(
-                same(_get(properties, k), v) for k, v in wanted.items()
-            ):
+            if _new_to(run, node, at, properties) and matches(properties, wanted):
                 observed[run.id] = Observed(awaited=properties, awaited_at=at)
                 break
     return observed
@@ -230,13 +228,6 @@ def _new_to(run: Run, node: Wait, at: datetime, properties: Mapping[str, Any]) -
         "properties"
     )
     return at >= started_at(trigger) and not is_trigger
-
-
-def _get(properties: Mapping[str, Any], path: str) -> Any:
-    value: Any = properties
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
 
 
 def _apply(

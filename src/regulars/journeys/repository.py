@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, Table, bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from regulars.db import Base, bulk_write
@@ -436,8 +435,3 @@ def step_counts(session: Session, journey_id: str) -> list[tuple[str, str, bool,
         .group_by(JourneyStep.node_id, JourneyStep.outcome, ended)
     )
     return [(r[0], r[1], bool(r[2]), int(r[3]), int(r[4])) for r in session.execute(query)]
-
-
-def dialect_insert(session: Session, model: type[Base]) -> Any:
-    dialect = postgresql if _is_postgres(session) else sqlite
-    return dialect.insert(_table(model))

@@ -10,6 +10,7 @@ transaction.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -80,7 +81,19 @@ __all__ = [
 
 advance_due = execution.advance_due
 enroll_scheduled = schedules.enroll_scheduled
-retry_at = execution.retry_at
+
+
+def due_run_ids(session: Session, *, now: datetime, limit: int) -> list[str]:
+    """The runs due now, claimed for this transaction (a failed batch's, to retry alone)."""
+    return [row.id for row in repository.claim_due(session, now=now, limit=limit)]
+
+
+def record_run_failure(session: Session, run_id: str, *, error: str, now: datetime) -> None:
+    """Keep the error on the run and try it again later, or end it after the last retry."""
+    run = repository.get_run(session, run_id)
+    failures = run.failures if run is not None else 0
+    retry = execution.retry_at(failures, now=now)
+    repository.record_failure(session, run_id, error=error, retry_at=retry, now=now)
 
 
 def create(session: Session, data: JourneyCreate) -> JourneyRead:

@@ -13,14 +13,12 @@ from sqlalchemy.orm import Session
 from regulars.config import get_settings
 from regulars.db import session_scope
 from regulars.jobs import service as jobs
-from regulars.journeys import repository, service
+from regulars.journeys import service
 from regulars.journeys.execution import WEBHOOK_JOB
 from regulars.kit import clock
-from regulars.kit.webhooks import sign
+from regulars.kit.webhooks import is_transient, sign
 
 log = logging.getLogger(__name__)
-
-TRANSIENT_STATUSES = frozenset({408, 429})
 
 
 @jobs.queue("journeys.runs")
@@ -38,7 +36,7 @@ def advance_runs(worker_id: str, now: datetime, limit: int) -> int:
 
 def _one_by_one(now: datetime, limit: int) -> int:
     with session_scope() as session:
-        due = [row.id for row in repository.claim_due(session, now=now, limit=limit)]
+        due = service.due_run_ids(session, now=now, limit=limit)
     executed = 0
     for run_id in due:
         try:
@@ -47,14 +45,8 @@ def _one_by_one(now: datetime, limit: int) -> int:
         except Exception as exc:  # record it on the run, retry later, go on with the rest
             log.exception("journey run %s failed", run_id)
             with session_scope() as session:
-                run = repository.get_run(session, run_id)
-                failures = run.failures if run is not None else 0
-                repository.record_failure(
-                    session,
-                    run_id,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_at=service.retry_at(failures, now=now),
-                    now=now,
+                service.record_run_failure(
+                    session, run_id, error=f"{type(exc).__name__}: {exc}", now=now
                 )
     return executed
 
@@ -100,7 +92,7 @@ def call_webhook(session: Session, payload: Mapping[str, object]) -> None:
         )
     except httpx.HTTPError as exc:
         raise WebhookFailed(f"{payload['url']}: {exc}") from exc
-    if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
+    if is_transient(response.status_code):
         raise WebhookFailed(f"{payload['url']} answered {response.status_code}")
     if response.status_code >= 300:
         log.warning("journey webhook %s refused: %d", payload["url"], response.status_code)

@@ -15,6 +15,12 @@ import hmac
 from datetime import datetime
 
 SCHEME = "v1"
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def is_transient(status: int) -> bool:
+    """A webhook answer worth retrying: a timeout, rate limit or server error."""
+    return status >= 500 or status in _TRANSIENT_STATUSES
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -27,7 +27,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from regulars.kit import clock
-from regulars.kit.webhooks import sign
+from regulars.kit.webhooks import is_transient, sign
 from regulars.messages.channels.base import (
     Accepted,
     Outcome,
@@ -37,8 +37,6 @@ from regulars.messages.channels.base import (
     TransportConfig,
 )
 from regulars.messages.models import MessageChannel
-
-TRANSIENT_STATUSES = frozenset({408, 429})
 
 
 class WebhookConfig(TransportConfig):
@@ -100,6 +98,6 @@ def _outcome(response: httpx.Response) -> Outcome:
         return Accepted(provider_message_id=None)
     detail = f"webhook answered HTTP {response.status_code}: {response.text[:200]}"
     status = response.status_code
-    if status >= 500 or status in TRANSIENT_STATUSES:
+    if is_transient(status):
         return TransientError(detail)
     return PermanentError(detail)
