@@ -108,7 +108,7 @@ def fill(value: Any, trigger: Mapping[str, Any]) -> Any:
     dicts and lists are filled inside; anything else is kept."""
     if isinstance(value, str):
         match = _PLACEHOLDER.match(value)
-        return _lookup(trigger, match[1]) if match else value
+        return lookup(trigger, match[1]) if match else value
     if isinstance(value, dict):
         return {k: fill(v, trigger) for k, v in value.items()}
     if isinstance(value, list):
@@ -116,7 +116,7 @@ def fill(value: Any, trigger: Mapping[str, Any]) -> Any:
     return value
 
 
-def _lookup(data: Mapping[str, Any], path: str) -> Any:
+def lookup(data: Mapping[str, Any], path: str) -> Any:
     found: Any = data
     for part in path.split("."):
         if not isinstance(found, Mapping):
@@ -128,7 +128,7 @@ def _lookup(data: Mapping[str, Any], path: str) -> Any:
 def matches(properties: Mapping[str, Any], where: Mapping[str, Scalar]) -> bool:
     """Every `where` property equals the event's (dots reach into nested properties);
     true is not 1."""
-    return all(same(_lookup(properties, key), value) for key, value in where.items())
+    return all(same(lookup(properties, key), value) for key, value in where.items())
 
 
 def same(actual: Any, wanted: Any) -> bool:
@@ -318,7 +318,7 @@ class Wait(Node):
         """The property values an awaited event must have: `where` plus the matched ones."""
         wanted = dict(self.where)
         for name in self.match:
-            wanted[name] = _lookup(trigger, name)
+            wanted[name] = lookup(trigger, name)
         return wanted
 
 

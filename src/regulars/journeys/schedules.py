@@ -9,8 +9,7 @@ for once an hour: the customers whose date comes up on their own local day, each
 
 from __future__ import annotations
 
-import calendar
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,6 +19,7 @@ from regulars.journeys import catalog, repository
 from regulars.journeys.catalog import Version
 from regulars.journeys.definition import AnniversaryTrigger, ScheduleTrigger
 from regulars.journeys.enrollment import Entrant, enroll, trigger_of
+from regulars.journeys.nodes import lookup
 from regulars.kit.zones import zone_or_utc
 from regulars.segments import service as segments
 
@@ -114,33 +114,13 @@ def _anniversary_entrant(
     timezone: str | None,
     now: datetime,
 ) -> Entrant | None:
-    day = _trait_date(traits, trigger.trait)
+    value = lookup(traits, trigger.trait)
     zone = zone_or_utc(timezone)
     today = now.astimezone(zone).date()
     target = today + timedelta(days=trigger.days_before)
-    if day is None or not falls_on(day, target):
+    if not segments.anniversary_falls_on(value, target):
         return None
-    data = trigger_of("anniversary", {trigger.trait: day.isoformat(), "year": target.year}, now)
+    assert isinstance(value, str)
+    data = trigger_of("anniversary", {trigger.trait: value[:10], "year": target.year}, now)
     starts_at = datetime.combine(today, trigger.at, tzinfo=zone)
     return Entrant(customer_id, data, starts_at, once_key=f"{customer_id}|{target.year}")
-
-
-def falls_on(day: date, target: date) -> bool:
-    """Whether the yearly date of `day` is `target`; 29 February falls on the 28th in
-    years without it."""
-    if (day.month, day.day) == (target.month, target.day):
-        return True
-    leap_day = (day.month, day.day) == (2, 29)
-    return leap_day and (target.month, target.day) == (2, 28) and not calendar.isleap(target.year)
-
-
-def _trait_date(traits: dict[str, Any], path: str) -> date | None:
-    value: Any = traits
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None

@@ -284,14 +284,16 @@ def _calendar(actual: Any, op: Op, value: Any, zone: tzinfo, now: datetime) -> b
         return today - timedelta(days=value.days) <= day <= today
     if op is Op.WITHIN_NEXT:
         return today <= day <= today + timedelta(days=value.days)
-    for offset in range(value.days + 1):
-        candidate = today + timedelta(days=offset)
-        if (candidate.month, candidate.day) == (day.month, day.day):
-            return True
-        feb_28 = (candidate.month, candidate.day) == (2, 28)
-        if feb_28 and (day.month, day.day) == (2, 29) and not calendar.isleap(candidate.year):
-            return True
-    return False
+    return any(falls_on(day, today + timedelta(days=offset)) for offset in range(value.days + 1))
+
+
+def falls_on(day: date, target: date) -> bool:
+    """Whether the yearly date of `day` is `target`; 29 February falls on the 28th in
+    years without it."""
+    if (day.month, day.day) == (target.month, target.day):
+        return True
+    leap_day = (day.month, day.day) == (2, 29)
+    return leap_day and (target.month, target.day) == (2, 28) and not calendar.isleap(target.year)
 
 
 def fact_value(person: Person, name: str) -> Any:

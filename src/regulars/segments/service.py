@@ -9,7 +9,7 @@ customer (server, worker, CLI) keeps memberships current in the same transaction
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ from regulars.errors import NotFound
 from regulars.jobs import service as jobs
 from regulars.kit import clock
 from regulars.kit.pagination import decode_cursor, encode_cursor
-from regulars.segments import definitions, live, membership, repository
+from regulars.segments import definitions, engine, live, membership, repository
 from regulars.segments.definitions import (
     ensure_builtins,
     find,
@@ -51,6 +51,7 @@ customers.on_change(live.on_customers_changed)
 customers.on_removal(live.on_customer_removed)
 
 __all__ = [
+    "anniversary_falls_on",
     "check_condition",
     "compute",
     "compute_all",
@@ -160,6 +161,13 @@ def matching_ids(
     """Every customer an unsaved rule holds for now, in one statement per state."""
     ctx = membership.context(session, now=now)
     return compiler.count_and_sample(session, parse_rule(rule_json), ctx, sample=limit)[1]
+
+
+def anniversary_falls_on(value: object, target: date) -> bool:
+    """Whether a date trait ("YYYY-MM-DD...") has its yearly date on `target`, as the
+    anniversary rules read it (29 February on the 28th in other years)."""
+    day = engine.trait_date(value)
+    return day is not None and engine.falls_on(day, target)
 
 
 def exists(session: Session, key: str) -> bool:
