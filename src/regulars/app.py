@@ -1,16 +1,20 @@
-"""create_app(): the REST API, the Segment-compatible ingestion API, one error handler."""
+"""create_app(): the REST API, the Segment-compatible ingestion API, the dashboard, one error
+handler (JSON for the API, a page for the dashboard)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from regulars import __version__
+from regulars import __version__, pages
 from regulars.config import get_settings
 from regulars.db import SQLiteCheckpointer, get_database
 from regulars.errors import RegularsError
@@ -26,22 +30,39 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, str | lis
     ]
 
 
+def _answer(
+    request: Request, error: RegularsError, headers: Mapping[str, str] | None = None
+) -> Response:
+    """JSON for the API and the public endpoints; for the dashboard, a page, or the sign-in
+    page when the session is missing (htmx is told to go there with HX-Redirect)."""
+    if not pages.is_dashboard_path(request.url.path):
+        return JSONBody(error.to_body(), status_code=error.status, headers=headers)
+    if isinstance(error, pages.SignInRequired):
+        target = "/login?next=" + quote(
+            request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe=""
+        )
+        if request.headers.get("HX-Request"):
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+    return pages.error_page(request, error)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegularsError)
-    async def _regulars_error(_request: Request, exc: RegularsError) -> JSONBody:
-        return JSONBody(exc.to_body(), status_code=exc.status)
+    async def _regulars_error(request: Request, exc: RegularsError) -> Response:
+        return _answer(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONBody:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """Starlette's own answers (unknown path, wrong method) in the one error shape."""
         codes = {404: "not_found", 405: "method_not_allowed"}
         error = RegularsError(
             str(exc.detail), code=codes.get(exc.status_code, "http_error"), status=exc.status_code
         )
-        return JSONBody(error.to_body(), status_code=exc.status_code, headers=exc.headers)
+        return _answer(request, error, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONBody:
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "message": "invalid request"}
         where = ".".join(first["loc"])
@@ -51,16 +72,22 @@ def _install_error_handlers(app: FastAPI) -> None:
             status=422,
             details=details,
         )
-        return JSONBody(error.to_body(), status_code=422)
+        return _answer(request, error)
 
 
 def create_app(*, with_worker: bool | None = None) -> FastAPI:
+    from regulars.analytics.views import router as overview_pages
     from regulars.customers.api import router as customers_router
+    from regulars.customers.views import router as customers_pages
+    from regulars.identity.views import router as identity_pages
     from regulars.ingestion.api import router as ingestion_router
     from regulars.journeys.api import router as journeys_router
+    from regulars.journeys.views import router as journeys_pages
     from regulars.messages.api import router as messages_router
+    from regulars.messages.dashboard import router as messages_dashboard
     from regulars.messages.views import router as messages_pages
     from regulars.segments.api import router as segments_router
+    from regulars.segments.views import router as segments_pages
 
     settings = get_settings()
     run_worker = settings.runs_embedded_worker if with_worker is None else with_worker
@@ -96,6 +123,16 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
     app.include_router(messages_router)
     app.include_router(journeys_router)
     app.include_router(messages_pages)
+    for dashboard in (
+        identity_pages,
+        overview_pages,
+        customers_pages,
+        segments_pages,
+        messages_dashboard,
+        journeys_pages,
+    ):
+        app.include_router(dashboard)
+    app.mount("/static", StaticFiles(packages=[("regulars", "static")]), name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -31,7 +31,7 @@ def _mount() -> None:
     from regulars.customers.cli import app as customers_app
     from regulars.customers.cli import import_app
     from regulars.demo.cli import demo, simulate
-    from regulars.identity.cli import apikeys_app, sources_app
+    from regulars.identity.cli import apikeys_app, sources_app, users_app
     from regulars.journeys.cli import app as journeys_app
     from regulars.messages.cli import (
         broadcasts_app,
@@ -52,6 +52,7 @@ def _mount() -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(sources_app, name="sources")
     app.add_typer(apikeys_app, name="apikeys")
+    app.add_typer(users_app, name="users")
     app.add_typer(import_app, name="import")
     app.add_typer(customers_app, name="customers")
     app.add_typer(segments_app, name="segments")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator, model_validator
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     journey_batch_size: int = Field(default=500, ge=1, le=5000)
     journey_webhook_secret: str = ""
     journey_webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Dashboard sign-in (docs/access.md).
+    session_idle_hours: int = Field(default=12, ge=1, le=24 * 30)
+    session_max_days: int = Field(default=14, ge=1, le=365)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_max_attempts_per_ip: int = Field(default=30, ge=1, le=10_000)
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
 
     @model_validator(mode="after")
     def _lifecycle_in_order(self) -> Settings:

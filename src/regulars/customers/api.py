@@ -28,15 +28,15 @@ from regulars.customers.schemas import (
 )
 from regulars.db import session_scope
 from regulars.errors import NotFound, ValidationFailed
-from regulars.identity.api import Caller, require_scope
-from regulars.identity.models import ApiKeyScope
+from regulars.identity.api import Caller, require
+from regulars.identity.roles import Permission
 from regulars.kit import clock
 
 router = APIRouter(prefix="/api/customers", tags=["customers"])
 
-can_read = require_scope(ApiKeyScope.READ)
-can_write = require_scope(ApiKeyScope.WRITE)
-is_admin = require_scope(ApiKeyScope.ADMIN)
+can_read = require(Permission.CUSTOMERS_READ)
+can_write = require(Permission.CUSTOMERS_WRITE)
+is_admin = require(Permission.CUSTOMERS_ADMIN)
 
 MAX_LIMIT = 200
 CONSENT_SOURCE = "api"

@@ -1,21 +1,25 @@
-"""API-key authentication for the REST API: `Depends(require_scope(ApiKeyScope.READ))`."""
+"""Authentication for the REST API: `Depends(require(Permission.CUSTOMERS_READ))` lets in an API
+key whose scope reaches the permission, or a dashboard session whose role grants it."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from regulars.db import session_scope
 from regulars.errors import Forbidden, Unauthorized
 from regulars.identity import service
 from regulars.identity.models import ApiKeyScope, Source
+from regulars.identity.roles import Permission, role_allows
 from regulars.kit import clock
+from regulars.pages import CSRF_HEADER, SAFE_METHODS, check_csrf, signed_in
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -26,47 +30,74 @@ _bearer = HTTPBearer(
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the API key, copied out of the session that found it."""
+    """Who is calling: an API key, or a staff user signed in to the dashboard (whose session
+    cookie also opens the API, so the dashboard's scripts and the API docs work)."""
 
-    api_key_id: str
     name: str
-    scope: ApiKeyScope
+    api_key_id: str | None = None
+    staff_user_id: str | None = None
 
     @property
     def label(self) -> str:
         """How audit rows name the caller (no secret in it)."""
-        return f"api_key:{self.api_key_id}"
+        if self.api_key_id is not None:
+            return f"api_key:{self.api_key_id}"
+        return f"staff:{self.staff_user_id}"
 
 
-def _authenticate(key: str) -> Caller:
+def _authenticate(key: str) -> tuple[Caller, ApiKeyScope]:
     with session_scope(readonly=True) as session:
         api_key = service.authenticate(session, key)
         if api_key is None:
             raise Unauthorized("API key is unknown or revoked")
-        caller = Caller(api_key.id, api_key.name, ApiKeyScope(api_key.scope))
+        caller = Caller(api_key.name, api_key_id=api_key.id)
+        scope = ApiKeyScope(api_key.scope)
         now = clock.now()
         stale = service.needs_use_recorded(api_key, at=now)
     if stale:
         with session_scope() as session:
-            service.record_use(session, caller.api_key_id, at=now)
+            service.record_use(session, api_key.id, at=now)
+    return caller, scope
+
+
+def _key_caller(key: str, needed: Permission) -> Caller:
+    caller, scope = _authenticate(key)
+    if not service.allows(scope, needed.api_scope):
+        raise Forbidden(
+            f"this API key has scope {scope.value!r}; this call needs scope "
+            f"{needed.api_scope.value!r}",
+            details={"needed_scope": needed.api_scope.value, "key_scope": scope.value},
+        )
     return caller
 
 
-def require_scope(needed: ApiKeyScope) -> Callable[..., Caller]:
-    """A dependency that answers 401 without a valid key and 403 when its scope is too low."""
+async def _staff_caller(request: Request, needed: Permission) -> Caller | None:
+    staff = await run_in_threadpool(signed_in, request)
+    if staff is None:
+        return None
+    if request.method not in SAFE_METHODS:
+        check_csrf(staff, request.headers.get(CSRF_HEADER, ""))
+    if not role_allows(staff.role, needed):
+        raise Forbidden(
+            f"your role ({staff.role}) may not do this; it needs {needed}",
+            details={"needed": needed.value, "role": staff.role.value},
+        )
+    return Caller(staff.name, staff_user_id=staff.user_id)
 
-    def dependency(
+
+def require(needed: Permission) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that answers 401 without a valid API key or dashboard session, and 403
+    when the key's scope or the user's role does not grant `needed`."""
+
+    async def dependency(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> Caller:
-        if credentials is None or not credentials.credentials.strip():
+        if credentials is not None and credentials.credentials.strip():
+            return await run_in_threadpool(_key_caller, credentials.credentials.strip(), needed)
+        caller = await _staff_caller(request, needed)
+        if caller is None:
             raise Unauthorized("send Authorization: Bearer <API key>")
-        caller = _authenticate(credentials.credentials.strip())
-        if not service.allows(caller.scope, needed):
-            raise Forbidden(
-                f"this API key has scope {caller.scope.value!r}; "
-                f"this call needs scope {needed.value!r}",
-                details={"needed_scope": needed.value, "key_scope": caller.scope.value},
-            )
         return caller
 
     return dependency

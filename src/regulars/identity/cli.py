@@ -1,4 +1,5 @@
-"""`regulars sources ...` and `regulars apikeys ...`: write keys and API keys.
+"""`regulars sources ...`, `regulars apikeys ...` and `regulars users ...`: write keys, API keys
+and the dashboard's staff users.
 
 A new secret is printed as the last line of output, alone, so scripts can take it with `tail -1`.
 """
@@ -12,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from regulars.db import session_scope
-from regulars.identity import service
-from regulars.identity.models import ApiKeyScope
+from regulars.identity import service, staff
+from regulars.identity.models import ApiKeyScope, Role
 
 sources_app = typer.Typer(help="Sources: where tracking calls come from, each with a write key.")
 apikeys_app = typer.Typer(help="API keys for the REST API (read, write or admin).")
@@ -99,3 +100,91 @@ def revoke_api_key(api_key_id: str = typer.Argument(..., metavar="ID")) -> None:
         api_key = service.revoke_api_key(session, api_key_id)
         name, revoked_at = api_key.name, api_key.revoked_at
     _console().print(f"Revoked API key {name} ({api_key_id}) at {revoked_at}.")
+
+
+users_app = typer.Typer(
+    help="Staff users of the dashboard: owner, admin, marketer, agent, analyst."
+)
+PASSWORD_HELP = "Leave out to have one generated and printed once."
+
+
+def _password_or_generated(password: str | None) -> tuple[str, bool]:
+    return (password, False) if password else (staff.generate_password(), True)
+
+
+@users_app.command("create")
+def create_user(
+    email: str = typer.Argument(..., help="The sign-in email, unique."),
+    name: str = typer.Option(..., "--name", help="How the dashboard shows this person."),
+    role: Role = typer.Option(Role.AGENT, "--role", help="What they may do (docs/access.md)."),
+    password: str | None = typer.Option(None, "--password", help=PASSWORD_HELP),
+) -> None:
+    """Create a staff user. A generated password is printed as the last line, alone."""
+    chosen, generated = _password_or_generated(password)
+    with session_scope() as session:
+        user = staff.create_user(session, email, name=name, role=role, password=chosen)
+        user_id, user_email = user.id, user.email
+    _console().print(f"Created {role.value} [bold]{user_email}[/bold] ({user_id}).")
+    if generated:
+        _console().print("Their password, shown once:")
+        typer.echo(chosen)
+
+
+@users_app.command("list")
+def list_users() -> None:
+    """List staff users with their role, last sign-in and whether they are disabled."""
+    table = Table("id", "email", "name", "role", "last sign-in", "disabled at")
+    with session_scope(readonly=True) as session:
+        for user in staff.list_users(session):
+            table.add_row(
+                user.id,
+                user.email,
+                user.name,
+                user.role,
+                _when(user.last_login_at),
+                _when(user.disabled_at),
+            )
+    _console().print(table)
+
+
+@users_app.command("set-role")
+def set_role(
+    user: str = typer.Argument(..., help="Email or id."),
+    role: Role = typer.Argument(..., help="owner, admin, marketer, agent or analyst."),
+) -> None:
+    """Change a user's role (the last active owner cannot stop being one)."""
+    with session_scope() as session:
+        found = staff.set_role(session, user, role)
+        email = found.email
+    _console().print(f"{email} is now {role.value}.")
+
+
+@users_app.command("disable")
+def disable_user(user: str = typer.Argument(..., help="Email or id.")) -> None:
+    """Disable a user and sign them out everywhere; `enable` undoes it."""
+    with session_scope() as session:
+        email = staff.disable_user(session, user).email
+    _console().print(f"Disabled {email}; their sessions are ended.")
+
+
+@users_app.command("enable")
+def enable_user(user: str = typer.Argument(..., help="Email or id.")) -> None:
+    """Let a disabled user sign in again."""
+    with session_scope() as session:
+        email = staff.enable_user(session, user).email
+    _console().print(f"Enabled {email}.")
+
+
+@users_app.command("reset-password")
+def reset_password(
+    user: str = typer.Argument(..., help="Email or id."),
+    password: str | None = typer.Option(None, "--password", help=PASSWORD_HELP),
+) -> None:
+    """Set a new password and sign the user out everywhere."""
+    chosen, generated = _password_or_generated(password)
+    with session_scope() as session:
+        email = staff.reset_password(session, user, chosen).email
+    _console().print(f"Reset the password of {email}; their sessions are ended.")
+    if generated:
+        _console().print("The new password, shown once:")
+        typer.echo(chosen)

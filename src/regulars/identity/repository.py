@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from regulars.identity.models import ApiKey, Source
+from regulars.identity.models import (
+    ApiKey,
+    LoginAttempt,
+    Role,
+    Source,
+    StaffSession,
+    StaffUser,
+)
 
 
-def add(session: Session, row: Source | ApiKey) -> None:
+def add(session: Session, row: Source | ApiKey | StaffUser | StaffSession | LoginAttempt) -> None:
     session.add(row)
     session.flush()
 
@@ -38,3 +46,79 @@ def get_api_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
 
 def list_api_keys(session: Session) -> Sequence[ApiKey]:
     return session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)).all()
+
+
+# --- staff users, sessions, sign-in attempts ---------------------------------------------------
+
+
+def get_user(session: Session, user_id: str) -> StaffUser | None:
+    return session.get(StaffUser, user_id)
+
+
+def get_user_by_email(session: Session, email: str) -> StaffUser | None:
+    return session.scalars(select(StaffUser).where(StaffUser.email == email)).one_or_none()
+
+
+def list_users(session: Session) -> Sequence[StaffUser]:
+    return session.scalars(select(StaffUser).order_by(StaffUser.created_at, StaffUser.id)).all()
+
+
+def count_active_owners(session: Session) -> int:
+    query = select(func.count()).where(
+        StaffUser.role == Role.OWNER.value, StaffUser.disabled_at.is_(None)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def get_session_with_user(
+    session: Session, token_hash: str
+) -> tuple[StaffSession, StaffUser] | None:
+    query = (
+        select(StaffSession, StaffUser)
+        .join(StaffUser, StaffUser.id == StaffSession.user_id)
+        .where(StaffSession.token_hash == token_hash)
+    )
+    row = session.execute(query).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def revoke_session(session: Session, session_id: str, *, at: datetime) -> None:
+    session.execute(
+        update(StaffSession)
+        .where(StaffSession.id == session_id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+
+
+def revoke_sessions(session: Session, user_id: str, *, at: datetime) -> int:
+    result = session.execute(
+        update(StaffSession)
+        .where(StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count_attempts_from(session: Session, ip: str, *, since: datetime) -> int:
+    query = select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.at >= since)
+    return int(session.scalar(query) or 0)
+
+
+def recent_failures_for(session: Session, email: str, *, since: datetime) -> list[datetime]:
+    """Failed attempts for this email since `since` and since its last success, oldest first."""
+    last_success = (
+        select(func.max(LoginAttempt.at))
+        .where(LoginAttempt.email == email, LoginAttempt.succeeded.is_(True))
+        .scalar_subquery()
+    )
+    query = (
+        select(LoginAttempt.at)
+        .where(
+            LoginAttempt.email == email,
+            LoginAttempt.succeeded.is_(False),
+            LoginAttempt.at >= since,
+            LoginAttempt.at > func.coalesce(last_success, since),
+        )
+        .order_by(LoginAttempt.at)
+    )
+    return list(session.scalars(query))

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from regulars.db import session_scope
 from regulars.errors import NotFound
-from regulars.identity.api import Caller, require_scope
-from regulars.identity.models import ApiKeyScope
+from regulars.identity.api import Caller, require
+from regulars.identity.roles import Permission
 from regulars.journeys import blueprints, service
 from regulars.journeys.schemas import (
     BlueprintRead,
@@ -34,8 +34,8 @@ from regulars.journeys.schemas import (
 
 router = APIRouter(prefix="/api", tags=["journeys"])
 
-can_read = require_scope(ApiKeyScope.READ)
-can_write = require_scope(ApiKeyScope.WRITE)
+can_read = require(Permission.JOURNEYS_READ)
+can_write = require(Permission.JOURNEYS_WRITE)
 
 MAX_LIMIT = 200
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from regulars.db import session_scope
 from regulars.errors import NotFound
-from regulars.identity.api import Caller, require_scope
-from regulars.identity.models import ApiKeyScope
+from regulars.identity.api import Caller, require
+from regulars.identity.roles import Permission
 from regulars.messages import service
 from regulars.messages.models import DeliveryStatus, MessageChannel
 from regulars.messages.schemas import (
@@ -35,9 +35,11 @@ from regulars.messages.schemas import (
 
 router = APIRouter(prefix="/api", tags=["messages"])
 
-can_read = require_scope(ApiKeyScope.READ)
-can_write = require_scope(ApiKeyScope.WRITE)
-can_admin = require_scope(ApiKeyScope.ADMIN)
+can_read = require(Permission.MESSAGES_READ)
+can_write = require(Permission.MESSAGES_WRITE)
+can_send = require(Permission.MESSAGES_SEND)
+can_write_customers = require(Permission.CUSTOMERS_WRITE)
+can_admin = require(Permission.SETTINGS_MANAGE)
 MAX_LIMIT = 200
 
 
@@ -123,7 +125,7 @@ def preview_template(
 
 
 @router.post("/messages", response_model=DeliveryRead, status_code=201, summary="Send a message")
-def send_message(data: MessageCreate, _caller: Caller = Depends(can_write)) -> DeliveryRead:
+def send_message(data: MessageCreate, _caller: Caller = Depends(can_send)) -> DeliveryRead:
     """Queues one message. The answer is its delivery: `queued`, `deferred` (quiet hours),
     or `suppressed` / `expired` / `failed` with the reason. The same idempotency key answers
     the first delivery again and sends nothing new."""
@@ -247,7 +249,9 @@ def get_inbox(
 
 
 @router.post("/customers/{customer}/inbox/read", response_model=InboxPage, summary="Mark as read")
-def read_inbox(customer: str, data: InboxRead, _caller: Caller = Depends(can_write)) -> InboxPage:
+def read_inbox(
+    customer: str, data: InboxRead, _caller: Caller = Depends(can_write_customers)
+) -> InboxPage:
     """Marks the given messages read (all of them without `ids`); answers the first page."""
     with session_scope() as session:
         customer_id = service.require_customer(session, customer)

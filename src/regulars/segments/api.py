@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from regulars.db import session_scope
-from regulars.identity.api import Caller, require_scope
-from regulars.identity.models import ApiKeyScope
+from regulars.identity.api import Caller, require
+from regulars.identity.roles import Permission
 from regulars.segments import service
 from regulars.segments.schemas import (
     MEMBER_CSV_HEADER,
@@ -34,8 +34,8 @@ from regulars.segments.schemas import (
 
 router = APIRouter(prefix="/api", tags=["segments"])
 
-can_read = require_scope(ApiKeyScope.READ)
-can_write = require_scope(ApiKeyScope.WRITE)
+can_read = require(Permission.SEGMENTS_READ)
+can_write = require(Permission.SEGMENTS_WRITE)
 
 MAX_LIMIT = 200
 

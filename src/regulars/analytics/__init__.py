@@ -1,0 +1,1 @@
+"""Analytics: the dashboard overview (read-only across every domain)."""
