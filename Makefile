@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SEED ?= 42
 
-.PHONY: run test install install-test lint typecheck pytest bench clean
+.PHONY: run test install install-test browser lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,19 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/regulars db upgrade
 	$(BIN)/regulars demo --seed $(SEED) --if-empty
+	@echo "Dashboard: http://$(HOST):$(PORT)/ - sign in as owner@demo.regulars.dev, password regulars-demo"
+	@echo "  (one demo user per role: owner@, admin@, marketer@, agent@, analyst@demo.regulars.dev)"
 	$(BIN)/regulars serve --host $(HOST) --port $(PORT)
 
 ## make test: install the test tools, lint, type-check, run every test.
-test: install-test lint typecheck pytest
+test: install-test browser lint typecheck pytest
+
+## Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) || \
+	  (echo "install Debian's chromium package (apt-get install chromium)" && exit 1)
 
 lint:
 	$(BIN)/ruff format --check .

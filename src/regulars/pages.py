@@ -69,6 +69,11 @@ NAVIGATION = (
 )
 
 
+# Every guard dependency made by `page()` or `identity.api.require()`, with the permission it
+# checks (None: any signed-in user). tests/test_access.py walks every route through this.
+GUARDS: dict[Callable[..., object], Permission | None] = {}
+
+
 def is_dashboard_path(path: str) -> bool:
     return not path.startswith(NOT_DASHBOARD)
 
@@ -123,6 +128,7 @@ def page(permission: Permission | None) -> Callable[[Request], Awaitable[SignedI
             )
         return staff
 
+    GUARDS[dependency] = permission
     return dependency
 
 

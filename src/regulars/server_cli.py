@@ -61,6 +61,7 @@ def serve(
     workers = workers or settings.web_workers
     embedded = _embedded_worker(with_worker, workers=workers)
     console.print(f"[bold]regulars[/bold] on [link]http://{host}:{port}/[/link]")
+    console.print(f"  dashboard   http://{host}:{port}/login (regulars users create to add staff)")
     console.print(f"  API docs    http://{host}:{port}/api/docs")
     console.print(f"  database    {_shown_url(settings.database_url)}")
     console.print("  worker      " + ("embedded" if embedded else "run `regulars worker`"))

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from regulars.db import Base, BigID
@@ -59,6 +59,30 @@ class Customer(Base):
     traits_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+def _name_key(column: Mapped[str | None], *, bytewise: bool) -> Any:
+    """A name as search compares it: lowercase, '' when missing; on PostgreSQL in bytewise
+    order (COLLATE "C"), so a prefix is one index range whatever the database's collation."""
+    key = func.lower(func.coalesce(column, ""))
+    return key.collate("C") if bytewise else key
+
+
+# Dashboard search: name prefixes (and "first last"), email and phone prefixes, in index
+# order. SQLite compares bytewise already (its email and phone indexes serve); PostgreSQL
+# needs "C"-collated twins of those for prefix ranges.
+for _pg in (False, True):
+    _dialect = "postgresql" if _pg else "sqlite"
+    _suffix = "_c" if _pg else ""
+    _first, _last = (_name_key(c, bytewise=_pg) for c in (Customer.first_name, Customer.last_name))
+    Index(f"ix_customers_first_last{_suffix}", _first, _last, Customer.id).ddl_if(dialect=_dialect)
+    Index(f"ix_customers_last_first{_suffix}", _last, _first, Customer.id).ddl_if(dialect=_dialect)
+Index("ix_customers_email_c", Customer.email.collate("C"), Customer.id).ddl_if(
+    dialect="postgresql"
+)
+Index("ix_customers_phone_c", Customer.phone.collate("C"), Customer.id).ddl_if(
+    dialect="postgresql"
+)
 
 
 class Identity(Base):
@@ -125,6 +149,8 @@ class Event(Base):
         Index("ix_events_customer_timestamp", "customer_id", "timestamp", "id"),
         # Segments: who performed NAME (in a window), set-based or for a few customers.
         Index("ix_events_name_customer_timestamp", "name", "customer_id", "timestamp"),
+        # The overview: events and orders per day over the last days, one index range.
+        Index("ix_events_timestamp_name", "timestamp", "name"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)

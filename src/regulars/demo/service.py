@@ -20,7 +20,8 @@ from regulars.demo import messages as demo_messages
 from regulars.demo.generator import Message, generate
 from regulars.errors import Conflict
 from regulars.identity import service as identity
-from regulars.identity.models import ApiKeyScope, Source
+from regulars.identity import staff
+from regulars.identity.models import ApiKeyScope, Role, Source
 from regulars.journeys import blueprints
 from regulars.journeys import service as journeys
 from regulars.kit import clock, ids
@@ -45,6 +46,7 @@ class DemoSummary:
     segments: dict[str, int] = field(default_factory=dict)
     messages: demo_messages.MessagesSummary | None = None
     journeys: list[str] = field(default_factory=list)  # the blueprints installed
+    staff: list[tuple[str, Role]] = field(default_factory=list)  # (email, role)
     latest_orders: list[demo_messages.Order] = field(default_factory=list)
     _users: set[str] = field(default_factory=set)
 
@@ -98,6 +100,7 @@ def _load(
     source = identity.get_or_create_source(session, SOURCE_NAME)
     summary = DemoSummary(source=source)
     _, summary.api_key = identity.create_api_key(session, "demo admin", ApiKeyScope.ADMIN)
+    summary.staff = create_staff(session)
     messages = generate(seed, customers=customers, months=months, now=now)
     for chunk in _chunks(_counted(_with_birthdays(messages, seed), summary), CHUNK):
         result = customers_service.ingest(session, chunk, source=source.id, received_at=now)
@@ -108,6 +111,30 @@ def _load(
     summary.segments = install_segments(session, now=now)
     summary.messages = demo_messages.load(session, seed=seed, now=now, orders=summary.latest_orders)
     return summary
+
+
+# One dashboard user per role, all with this password: the demo is for looking around.
+DEMO_STAFF_PASSWORD = "regulars-demo"
+DEMO_STAFF = (
+    (Role.OWNER, "Olivia Owner"),
+    (Role.ADMIN, "Adam Admin"),
+    (Role.MARKETER, "Maya Marketer"),
+    (Role.AGENT, "Arjun Agent"),
+    (Role.ANALYST, "Ana Analyst"),
+)
+
+
+def staff_email(role: Role) -> str:
+    return f"{role.value}@demo.regulars.dev"
+
+
+def create_staff(session: Session) -> list[tuple[str, Role]]:
+    """The demo's staff users, created when missing (`make run` prints how to sign in)."""
+    for role, name in DEMO_STAFF:
+        staff.ensure_user(
+            session, staff_email(role), name=name, role=role, password=DEMO_STAFF_PASSWORD
+        )
+    return [(staff_email(role), role) for role, _name in DEMO_STAFF]
 
 
 def install_journeys(session: Session) -> list[str]:

@@ -19,7 +19,7 @@ from regulars.identity import service
 from regulars.identity.models import ApiKeyScope, Source
 from regulars.identity.roles import Permission, role_allows
 from regulars.kit import clock
-from regulars.pages import CSRF_HEADER, SAFE_METHODS, check_csrf, signed_in
+from regulars.pages import CSRF_HEADER, GUARDS, SAFE_METHODS, check_csrf, signed_in
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -100,6 +100,7 @@ def require(needed: Permission) -> Callable[..., Awaitable[Caller]]:
             raise Unauthorized("send Authorization: Bearer <API key>")
         return caller
 
+    GUARDS[dependency] = needed
     return dependency
 
 

@@ -435,3 +435,21 @@ def step_counts(session: Session, journey_id: str) -> list[tuple[str, str, bool,
         .group_by(JourneyStep.node_id, JourneyStep.outcome, ended)
     )
     return [(r[0], r[1], bool(r[2]), int(r[3]), int(r[4])) for r in session.execute(query)]
+
+
+# --- the dashboard ---
+
+
+def runs_of_journey(
+    session: Session, journey_id: str, *, customer_id: str | None, limit: int
+) -> list[JourneyRun]:
+    """A journey's newest runs (ids are ULIDs: newest last), or one customer's of them."""
+    query = (
+        select(JourneyRun)
+        .where(JourneyRun.journey_id == journey_id)
+        .order_by(JourneyRun.id.desc())
+        .limit(limit)
+    )
+    if customer_id is not None:
+        query = query.where(JourneyRun.customer_id == customer_id)
+    return list(session.scalars(query))

@@ -10,6 +10,7 @@ transaction.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,9 +35,10 @@ from regulars.journeys import (
 )
 from regulars.journeys.definition import ApiTrigger, Status
 from regulars.journeys.enrollment import Entrant, trigger_of
-from regulars.journeys.graph import DefinitionInvalid, compile_graph
+from regulars.journeys.graph import DefinitionInvalid, Graph, compile_graph
 from regulars.journeys.models import JourneyRun, JourneyStep
 from regulars.journeys.schemas import (
+    BlueprintRead,
     JourneyCreate,
     JourneyPage,
     JourneyRead,
@@ -52,6 +54,7 @@ from regulars.journeys.schemas import (
 from regulars.kit import clock
 from regulars.kit.pagination import decode_cursor, encode_cursor
 from regulars.messages import service as messages
+from regulars.messages.schemas import DeliveryRead
 from regulars.segments import service as segments
 
 customers.on_events(enrollment.on_events)
@@ -325,6 +328,108 @@ def exported(session: Session, customer_id: str) -> dict[str, list[BaseModel]]:
     runs = repository.runs_of(session, customer_id, limit=100_000)
     keys = repository.journey_keys(session, [r.journey_id for r in runs])
     return {"journey_runs": [_run_read(r, keys) for r in runs]}
+
+
+# --- the dashboard ---
+
+
+@dataclass(frozen=True, slots=True)
+class JourneySummary:
+    """A journey as the dashboard lists it: runs, conversions and the uplift where known."""
+
+    journey: JourneyRead
+    runs: int
+    in_flight: int
+    conversions: int
+    uplift: float | None  # the treatment's conversion rate minus the holdout's
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.conversions / self.runs if self.runs else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInspection:
+    """The run inspector's page: the run and its steps, why it last failed, the messages."""
+
+    run: RunDetail
+    failures: int
+    last_error: str | None
+    deliveries: dict[str, DeliveryRead]
+
+
+def summaries(session: Session, *, limit: int = 200) -> list[JourneySummary]:
+    """The first `limit` journeys by key, each with its run counts (one grouped query each)."""
+    found = []
+    for journey in repository.list_after(session, after=None, limit=limit):
+        totals = {"runs": 0, "in_flight": 0, "conversions": 0}
+        arms: dict[str, tuple[int, int]] = {}
+        for state, variant, runs, conversions, _ in repository.run_counts(session, journey.id):
+            totals["runs"] += runs
+            totals["in_flight"] += runs if state in ("active", "waiting") else 0
+            totals["conversions"] += conversions
+            before = arms.get(variant or "", (0, 0))
+            arms[variant or ""] = (before[0] + runs, before[1] + conversions)
+        found.append(
+            JourneySummary(
+                journey=definitions.journey_read(session, journey),
+                uplift=_treatment_uplift(arms),
+                **totals,
+            )
+        )
+    return found
+
+
+def _treatment_uplift(arms: dict[str, tuple[int, int]]) -> float | None:
+    control = arms.get(stats.CONTROL)
+    if control is None:
+        return None
+    treated = [v for k, v in arms.items() if k != stats.CONTROL]
+    runs, conversions = sum(v[0] for v in treated), sum(v[1] for v in treated)
+    interval = stats.uplift(conversions, runs, control[1], control[0])
+    return interval.uplift if interval is not None else None
+
+
+def blueprint_list() -> list[BlueprintRead]:
+    return [BlueprintRead.model_validate(b) for b in blueprints.all_blueprints()]
+
+
+def graph_of(session: Session, key: str) -> Graph | None:
+    """The live version's graph, or the draft's before the first publish (None when the
+    draft does not compile)."""
+    journey = definitions.require(session, key)
+    if journey.live_version is not None:
+        return catalog.graph_of(session, journey.id, journey.live_version)
+    try:
+        return compile_graph(journey.draft)
+    except DefinitionInvalid:
+        return None
+
+
+def recent_runs(session: Session, key: str, *, customer: str | None, limit: int = 50) -> RunList:
+    """The journey's newest runs, or those of one customer (by id or external id)."""
+    journey = definitions.require(session, key)
+    customer_id = None
+    if customer:
+        customer_id = customers.resolve_id(session, customer)
+        if customer_id is None:
+            return RunList(items=[])
+    runs = repository.runs_of_journey(session, journey.id, customer_id=customer_id, limit=limit)
+    return RunList(items=[_run_read(r, {journey.id: journey.key}) for r in runs])
+
+
+def inspect_run(session: Session, run_id: str) -> RunInspection | None:
+    detail = run_detail(session, run_id)
+    run = repository.get_run(session, run_id)
+    if detail is None or run is None:
+        return None
+    deliveries = {}
+    for step in detail.steps:
+        if step.delivery_id is not None:
+            found = messages.get_delivery(session, step.delivery_id, with_content=False)
+            if found is not None:
+                deliveries[step.delivery_id] = found
+    return RunInspection(detail, run.failures, run.last_error, deliveries)
 
 
 customers.on_removal(follow_merge)

@@ -162,6 +162,7 @@ def list_deliveries(
     provider: str | None,
     before_id: str | None,
     limit: int,
+    template_key: str | None = None,
 ) -> list[Delivery]:
     """Newest first (ids are time-ordered ULIDs), keyset-paginated by id."""
     query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
@@ -171,6 +172,7 @@ def list_deliveries(
         (Delivery.status, status),
         (Delivery.broadcast_id, broadcast_id),
         (Delivery.provider, provider),
+        (Delivery.template_key, template_key),
     ):
         if value is not None:
             query = query.where(column == value)

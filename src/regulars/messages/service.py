@@ -8,16 +8,18 @@ unsubscribes, provider callbacks), `replies` (inbound SMS/WhatsApp), `preference
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
 from regulars.customers import service as customers
+from regulars.customers.schemas import EventRead
 from regulars.errors import NotFound, ValidationFailed
-from regulars.kit import clock
+from regulars.kit import clock, ids
 from regulars.kit.pagination import decode_cursor, encode_cursor
 from regulars.messages import (
     dispatch,
@@ -40,7 +42,20 @@ from regulars.messages.broadcasts import create as create_broadcast
 from regulars.messages.broadcasts import expand as expand_broadcast
 from regulars.messages.broadcasts import get as get_broadcast
 from regulars.messages.broadcasts import list_recent as list_broadcasts
-from regulars.messages.models import Delivery, DeliveryStatus, MessageChannel, Suppression
+from regulars.messages.channels import TRANSPORTS
+from regulars.messages.channels.base import (
+    Accepted,
+    Outgoing,
+    PermanentError,
+    TransientError,
+)
+from regulars.messages.models import (
+    Category,
+    Delivery,
+    DeliveryStatus,
+    MessageChannel,
+    Suppression,
+)
 from regulars.messages.schemas import (
     DeliveryPage,
     DeliveryRead,
@@ -51,6 +66,7 @@ from regulars.messages.schemas import (
     VerdictRead,
 )
 from regulars.messages.sending import SendRequest, send, send_many
+from regulars.messages.sms_text import measure_sms
 
 __all__ = [
     "SendRequest",
@@ -227,6 +243,7 @@ def list_deliveries(
     cursor: str | None = None,
     limit: int = 50,
     with_content: bool = False,
+    template: str | None = None,
 ) -> DeliveryPage:
     before = None
     if cursor is not None:
@@ -242,6 +259,7 @@ def list_deliveries(
         provider=provider,
         before_id=before,
         limit=limit + 1,
+        template_key=template,
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -293,3 +311,123 @@ _DECISIONS: dict[policy.VerdictKind, Literal["send", "defer", "refuse"]] = {
 def list_suppressions(session: Session, *, limit: int = 100) -> list[Suppression]:
     """The newest suppressed addresses (`feedback.unsuppress` lifts one)."""
     return repository.list_suppressions(session, limit=limit)
+
+
+# --- for the dashboard: a draft's preview, a delivery's events, a provider's test send ---
+
+
+def preview_draft(
+    session: Session,
+    channel: MessageChannel,
+    source: dict[str, Any],
+    *,
+    customer: str,
+    locale: str | None = None,
+    category: Category | None = None,
+) -> PreviewRead:
+    """Render unsaved content (one locale's fields) for one customer, with the policy
+    verdict, as the template preview does; content with problems is refused (422) with the
+    field, line and column of each, as a template save is. Nothing is stored or sent."""
+    _check_inline(channel, source)
+    request = SendRequest(
+        customer_id=require_customer(session, customer),
+        content=source,
+        channel=channel,
+        category=category,
+        locale=locale,
+    )
+    context = sending.gather(session, [request], now=clock.now())
+    planned = sending.plan(request, context, render_refused=True)
+    row, verdict = planned.row, planned.verdict
+    return PreviewRead(
+        template="",
+        channel=row["channel"],
+        locale=row["locale"] or "",
+        version=0,
+        content=row["content"] if planned.error is None and row["content"] else None,
+        error=planned.error,
+        verdict=VerdictRead(
+            decision=_DECISIONS[verdict.kind],
+            reason=verdict.reason,
+            message=verdict.message,
+            at=verdict.at,
+        ),
+    )
+
+
+def delivery_events(session: Session, delivery: DeliveryRead) -> list[EventRead]:
+    """The timeline events of one delivery (message.queued, .sent, .delivered, ...), oldest
+    first: one indexed look-up per status name on its customer's events."""
+    found: list[EventRead] = []
+    since = delivery.created_at - timedelta(seconds=1)
+    for status in DeliveryStatus:
+        for _customer, event in customers.recent_events(
+            session, [delivery.customer_id], name=f"message.{status.value}", since=since
+        ):
+            if event.properties.get("delivery_id") == delivery.id:
+                found.append(event)
+    return sorted(found, key=lambda event: (event.timestamp, event.id))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCheck:
+    """What a provider answered to one test message."""
+
+    provider: str
+    channel: MessageChannel
+    address: str
+    ok: bool
+    outcome: str
+
+
+_TEST_TEXT = "A test message from regulars: this provider works."
+
+
+def check_provider(session: Session, name: str, *, recipient: str) -> ProviderCheck:
+    """Send one fixed test message through provider `name` to `recipient` (an email address,
+    a phone number, a push endpoint, a customer id or a webhook URL, as the channel takes);
+    nothing is stored. Answers what the provider said."""
+    provider = providers.get(session, name)
+    if provider is None:
+        raise NotFound(f"no provider {name!r}", details={"provider": name})
+    if not recipient.strip():
+        raise ValidationFailed("give a recipient for the test message")
+    channel = MessageChannel(provider.channel)
+    message = Outgoing(
+        delivery_id=ids.new_id(),
+        channel=channel,
+        category=Category.TRANSACTIONAL,
+        customer_id="",
+        address=recipient.strip(),
+        content=_test_content(channel, recipient.strip()),
+    )
+    transport = TRANSPORTS[provider.kind](
+        providers.effective_config(name, provider.kind, provider.config)
+    )
+    try:
+        outcome = transport.send_many([message])[0]
+    except Exception as exc:  # a bad config or an unreachable host: shown, not raised
+        outcome = TransientError(f"{type(exc).__name__}: {exc}")
+    finally:
+        transport.close()
+    if isinstance(outcome, Accepted):
+        said = f"accepted ({outcome.status.value}), id {outcome.provider_message_id or '-'}"
+        return ProviderCheck(name, channel, message.address, True, said)
+    kind = "refused" if isinstance(outcome, PermanentError) else "failed for now"
+    return ProviderCheck(name, channel, message.address, False, f"{kind}: {outcome.detail}")
+
+
+def _test_content(channel: MessageChannel, recipient: str) -> dict[str, Any]:
+    if channel == MessageChannel.EMAIL:
+        html = f"<html><body><p>{_TEST_TEXT}</p></body></html>"
+        return {"subject": "regulars test", "preheader": "", "html": html, "text": _TEST_TEXT}
+    if channel == MessageChannel.SMS:
+        measure = measure_sms(_TEST_TEXT)
+        return {"body": _TEST_TEXT, "encoding": measure.encoding, "segments": measure.segments}
+    if channel == MessageChannel.PUSH:
+        return {"title": "regulars test", "body": _TEST_TEXT, "icon": "", "url": "", "actions": []}
+    if channel == MessageChannel.INAPP:
+        return {"title": "regulars test", "body": _TEST_TEXT, "link": ""}
+    if channel == MessageChannel.WEBHOOK:
+        return {"url": recipient, "payload": {"test": True, "message": _TEST_TEXT}}
+    return {"body": _TEST_TEXT}

@@ -9,7 +9,7 @@ customer (server, worker, CLI) keeps memberships current in the same transaction
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,7 +30,7 @@ from regulars.segments.definitions import (
 )
 from regulars.segments.live import sweep
 from regulars.segments.repository import compiler
-from regulars.segments.rules import Rule, parse_rule, reads_rfm, walk
+from regulars.segments.rules import Rule, children, parse_rule, reads_rfm, walk
 from regulars.segments.schemas import (
     ComputeResult,
     CustomerBrief,
@@ -51,6 +51,7 @@ customers.on_change(live.on_customers_changed)
 customers.on_removal(live.on_customer_removed)
 
 __all__ = [
+    "all_keys",
     "anniversary_falls_on",
     "check_condition",
     "compute",
@@ -67,13 +68,16 @@ __all__ = [
     "matching_ids",
     "members",
     "memberships_of",
+    "outline",
     "preview",
+    "preview_draft",
     "queue_compute",
     "reevaluate",
     "refresh_rfm",
     "require",
     "segment_read",
     "sweep",
+    "trends",
     "update",
 ]
 
@@ -318,3 +322,55 @@ def exported(session: Session, customer_id: str) -> dict[str, list[MembershipRea
 
 
 customers.on_export(exported)
+
+
+# --- what the dashboard shows ---
+
+
+def outline(rule_json: object) -> list[tuple[int, str]]:
+    """The rule as lines of words with their depth, parents before children (walk order)."""
+    return [(depth, describe(node)) for depth, node in _depths(validated_rule(rule_json))]
+
+
+def _depths(rule: Rule, depth: int = 0) -> Iterator[tuple[int, Rule]]:
+    yield depth, rule
+    for child in children(rule):
+        yield from _depths(child, depth + 1)
+
+
+def trends(
+    session: Session, segment_ids: Sequence[str], *, days: int = 30, today: date | None = None
+) -> dict[str, list[tuple[str, int | None]]]:
+    """Members per day over the last `days` days (UTC) from the stored daily counts; a day
+    without a stored count keeps the day before's (None before the first one)."""
+    today = today or clock.now().date()
+    axis = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
+    stored: dict[str, dict[str, int]] = {segment_id: {} for segment_id in segment_ids}
+    for segment_id, day, count in repository.counts_since(session, segment_ids, since=axis[0]):
+        stored[segment_id][day] = count
+    result: dict[str, list[tuple[str, int | None]]] = {}
+    for segment_id, counts in stored.items():
+        last: int | None = None
+        line: list[tuple[str, int | None]] = []
+        for day in axis:
+            last = counts.get(day, last)
+            line.append((day, last))
+        result[segment_id] = line
+    return result
+
+
+def preview_draft(
+    session: Session, rule_json: object, *, key: str | None = None, sample: int = 10
+) -> Preview:
+    """`preview` for the builder: a rule naming a missing segment, or leading back to `key`,
+    is the 422 saving it would be, not an error of the compiler."""
+    rule = validated_rule(rule_json)
+    definitions._check_references(session, key or "", rule)
+    ctx = membership.context(session, now=clock.now())
+    count, ids = compiler.count_and_sample(session, rule, ctx, sample=sample)
+    return Preview(count=count, sample=_briefs(session, ids))
+
+
+def all_keys(session: Session) -> list[str]:
+    """Every segment's key, sorted (the builder's choice of segments to refer to)."""
+    return sorted(repository.key_ids(session))

@@ -369,3 +369,21 @@ def _load_events(
     )
     for customer_id, name, timestamp, properties in session.execute(query):
         people[customer_id].events.append(engine.Event(name, timestamp, properties))
+
+
+# --- what the dashboard reads ---
+
+
+def counts_since(
+    session: Session, segment_ids: Sequence[str], *, since: str
+) -> list[tuple[str, str, int]]:
+    """(segment_id, day, members) of the stored daily counts from `since` (YYYY-MM-DD) on,
+    by segment and day: a read of the primary key, never a count of members."""
+    if not segment_ids:
+        return []
+    query = (
+        select(SegmentCount.segment_id, SegmentCount.day, SegmentCount.members_count)
+        .where(SegmentCount.segment_id.in_(list(segment_ids)), SegmentCount.day >= since)
+        .order_by(SegmentCount.segment_id, SegmentCount.day)
+    )
+    return [(str(s), str(d), int(n)) for s, d, n in session.execute(query)]
