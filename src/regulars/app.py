@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from regulars import __version__, pages
@@ -30,7 +31,7 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, str | lis
     ]
 
 
-def _answer(
+async def _answer(
     request: Request, error: RegularsError, headers: Mapping[str, str] | None = None
 ) -> Response:
     """JSON for the API and the public endpoints; for the dashboard, a page, or the sign-in
@@ -44,13 +45,13 @@ def _answer(
         if request.headers.get("HX-Request"):
             return Response(status_code=200, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
-    return pages.error_page(request, error)
+    return await run_in_threadpool(pages.error_page, request, error)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegularsError)
     async def _regulars_error(request: Request, exc: RegularsError) -> Response:
-        return _answer(request, exc)
+        return await _answer(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -59,7 +60,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = RegularsError(
             str(exc.detail), code=codes.get(exc.status_code, "http_error"), status=exc.status_code
         )
-        return _answer(request, error, exc.headers)
+        return await _answer(request, error, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -72,7 +73,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             status=422,
             details=details,
         )
-        return _answer(request, error)
+        return await _answer(request, error)
 
 
 def create_app(*, with_worker: bool | None = None) -> FastAPI:
@@ -130,6 +131,7 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
         segments_pages,
         messages_dashboard,
         journeys_pages,
+        __import__("regulars.identity.settings_views", fromlist=["router"]).router,
     ):
         app.include_router(dashboard)
     app.mount("/static", StaticFiles(packages=[("regulars", "static")]), name="static")

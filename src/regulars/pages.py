@@ -179,12 +179,12 @@ def render(
 
 
 def error_page(request: Request, error: RegularsError) -> HTMLResponse:
-    staff = getattr(request.state, "staff", None)
+    """The error in the layout, with the navigation when someone is signed in."""
     titles = {403: "Not for your role", 404: "Not found", 429: "Slow down"}
     return render(
         request,
         "dashboard/error.html",
-        staff if isinstance(staff, SignedIn) else None,
+        signed_in(request),
         status=error.status,
         title=titles.get(error.status, "Something went wrong"),
         error=error,

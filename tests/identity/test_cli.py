@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from regulars.app import create_app
 from regulars.db import Database, session_scope
 from regulars.errors import NotFound
-from regulars.identity.cli import apikeys_app, sources_app
+from regulars.identity import staff
+from regulars.identity.cli import apikeys_app, sources_app, users_app
+from regulars.identity.models import Role
 from regulars.identity.service import get_source_by_write_key, list_api_keys
 from tests.identity.keys import bearer
 
@@ -91,3 +93,45 @@ def test_apikeys_create_defaults_to_read_scope(
     assert result.exit_code == 0, result.output
     with session_scope(readonly=True) as session:
         assert [k.scope for k in list_api_keys(session)] == [scope]
+
+
+def test_users_create_with_a_generated_password_that_signs_in(database: Database) -> None:
+    created = users_runner_invoke(
+        ["create", "ana@shop.example", "--name", "Ana", "--role", "analyst"]
+    )
+    password = _last_line(created.output)
+    assert len(password) >= 16 and " " not in password
+    with session_scope() as session:
+        assert staff.sign_in(session, "ana@shop.example", password, ip="127.0.0.1") is not None
+    listed = users_runner_invoke(["list"])
+    assert "ana@shop.example" in listed.output and "analyst" in listed.output
+
+
+def test_users_set_role_disable_and_reset_password(database: Database) -> None:
+    users_runner_invoke(
+        ["create", "ana@shop.example", "--name", "Ana", "--password", "first password"]
+    )
+    users_runner_invoke(["set-role", "ana@shop.example", "marketer"])
+    with session_scope(readonly=True) as session:
+        assert staff.get_user(session, "ana@shop.example").role == Role.MARKETER
+    users_runner_invoke(["disable", "ana@shop.example"])
+    with session_scope() as session:
+        assert staff.sign_in(session, "ana@shop.example", "first password", ip="x") is None
+    users_runner_invoke(["enable", "ana@shop.example"])
+    reset = users_runner_invoke(["reset-password", "ana@shop.example"])
+    with session_scope() as session:
+        assert staff.sign_in(session, "ana@shop.example", "first password", ip="x") is None
+        assert staff.sign_in(session, "ana@shop.example", _last_line(reset.output), ip="x")
+
+
+def test_users_set_role_refuses_to_demote_the_last_owner(database: Database) -> None:
+    users_runner_invoke(["create", "olga@shop.example", "--name", "Olga", "--role", "owner"])
+    demoted = runner.invoke(users_app, ["set-role", "olga@shop.example", "admin"])
+    assert demoted.exit_code != 0
+    assert "last active owner" in str(demoted.exception)
+
+
+def users_runner_invoke(args: list[str]) -> Result:
+    answer = runner.invoke(users_app, args)
+    assert answer.exit_code == 0, answer.output
+    return answer
