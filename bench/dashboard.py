@@ -12,8 +12,9 @@ top of it what the pages show:
 - RFM scores refreshed and the built-in segments (lifecycle stages, RFM groups) created and
   computed, as `regulars segments compute --all` does (each member's history row and
   segment.entered event written);
-- the demo store's message templates and 3,000 order confirmations (email, sent through
-  the sandbox provider, so the outbox holds them), spread over the customers;
+- the demo store's message templates and 3,000 order confirmations (--quick 500: one per 40
+  customers up to 3,000), email to the oldest customers, delivered through the sandbox
+  provider (so the outbox holds them);
 - the win-back journey installed from its blueprint and published (after the computes, so
   nobody is enrolled).
 
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.common import figure, fresh_database
-from bench.segments import NOW, Size, load
+from bench.segments import NOW, Size, _pg_admin, _pg_exists, _render, load
 from regulars.app import create_app
 from regulars.customers import service as customers
 from regulars.db import Database, session_scope, set_database
@@ -79,7 +81,7 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/regulars_bench_dashboard"
 KEEP_DIR = Path(tempfile.gettempdir()) / "regulars-bench-dashboard"
 PAGE_TARGET_MS = 300
 SEARCH_TARGET_MS = 100
-DELIVERIES = 3_000
+DELIVERIES = 3_000  # at most; one per 40 customers below 120,000
 JOURNEY = "win-back"
 EMAIL = "owner@bench.example"
 PASSWORD = "correct horse battery"
@@ -113,37 +115,42 @@ def line(db: str, name: str, value: float | None, unit: str, **extra: object) ->
 
 
 def prepare_store(db: str, size: Size, *, keep: bool, pg_url: str) -> str:
-    """The URL of a database holding the store and its extras: the kept one with --keep if
-    an earlier run made it, else generated now (and kept with --keep)."""
+    """The URL of a database holding the store and its extras: with --keep the one an
+    earlier run kept, or one generated now (under a temporary name, renamed when complete)."""
     kept_sqlite = KEEP_DIR / f"{size.label}.db"
-    kept_pg = make_url(pg_url).set(database=f"regulars_bench_dash_{size.label}")
-    kept_pg_url = kept_pg.render_as_string(hide_password=False)
-    if keep and db == "sqlite" and kept_sqlite.exists():
-        url = f"sqlite:///{kept_sqlite}"
-    elif keep and db == "postgresql" and _pg_exists(pg_url, str(kept_pg.database)):
-        url = kept_pg_url
-    else:
-        return _build_store(db, size, keep=keep, pg_url=pg_url)
-    upgrade(url)
-    log(f"{db}: using the kept store {make_url(url).database}")
-    return url
-
-
-def _build_store(db: str, size: Size, *, keep: bool, pg_url: str) -> str:
-    kept_sqlite = KEEP_DIR / f"{size.label}.db"
-    kept_pg = str(make_url(pg_url).set(database=f"regulars_bench_dash_{size.label}").database)
+    kept_pg = f"regulars_bench_dash_{size.label}"
+    kept_url = (
+        f"sqlite:///{kept_sqlite}"
+        if db == "sqlite"
+        else _render(make_url(pg_url).set(database=kept_pg))
+    )
+    if keep and (kept_sqlite.exists() if db == "sqlite" else _pg_exists(pg_url, kept_pg)):
+        upgrade(kept_url)
+        log(f"{db}: using the kept store {make_url(kept_url).database}")
+        return kept_url
+    partial = kept_sqlite.with_suffix(".partial")
     if keep and db == "sqlite":
         KEEP_DIR.mkdir(exist_ok=True)
-        partial = kept_sqlite.with_suffix(".partial")
-        for leftover in KEEP_DIR.glob(f"{partial.name}*"):
-            leftover.unlink()
-        url = f"sqlite:///{partial}"
-        upgrade(url)
-    elif keep:
-        partial_url = make_url(pg_url).set(database=f"{kept_pg}_partial")
-        url = fresh_database(db, pg_url=partial_url.render_as_string(hide_password=False))
+        partial.unlink(missing_ok=True)
+        upgrade(url := f"sqlite:///{partial}")
     else:
-        url = fresh_database(db, pg_url=pg_url)
+        target = _render(make_url(pg_url).set(database=f"{kept_pg}_partial")) if keep else pg_url
+        url = fresh_database(db, pg_url=target)
+    build_store(db, url, size)
+    if not keep:
+        return url
+    if db == "sqlite":
+        with closing(sqlite3.connect(partial)) as conn:  # all in the file before it moves
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        partial.rename(kept_sqlite)
+        for leftover in KEEP_DIR.glob(f"{partial.name}*"):  # the empty WAL, the lock file
+            leftover.unlink()
+    else:
+        _pg_admin(pg_url, f'ALTER DATABASE "{kept_pg}_partial" RENAME TO "{kept_pg}"')
+    return kept_url
+
+
+def build_store(db: str, url: str, size: Size) -> None:
     log(f"{db}: generating {size.customers:,} customers and {size.events:,} events")
     began = time.perf_counter()
     load(url, size)
@@ -155,28 +162,7 @@ def _build_store(db: str, size: Size, *, keep: bool, pg_url: str) -> str:
         add_extras(db, size)
     finally:
         set_database(None)
-    figure(BENCH, "setup_s", db, time.perf_counter() - began, "s", deliveries=DELIVERIES)
-    if keep and db == "sqlite":
-        with sqlite3.connect(str(make_url(url).database)) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        Path(str(make_url(url).database)).rename(kept_sqlite)
-        return f"sqlite:///{kept_sqlite}"
-    if keep:
-        _pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{kept_pg}" WITH (FORCE)')
-        _pg_admin(pg_url, f'ALTER DATABASE "{kept_pg}_partial" RENAME TO "{kept_pg}"')
-        return make_url(pg_url).set(database=kept_pg).render_as_string(hide_password=False)
-    return url
-
-
-def _pg_admin(pg_url: str, sql: str) -> list[tuple[Any, ...]]:
-    admin = make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        cursor = conn.execute(sql.encode())
-        return cursor.fetchall() if cursor.description else []
-
-
-def _pg_exists(pg_url: str, name: str) -> bool:
-    return bool(_pg_admin(pg_url, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+    figure(BENCH, "setup_s", db, time.perf_counter() - began, "s")
 
 
 def add_extras(db: str, size: Size) -> None:
@@ -184,7 +170,8 @@ def add_extras(db: str, size: Size) -> None:
     with clock.frozen(NOW):
         step(db, "names and phones", lambda: add_names(db))
         step(db, "built-in segments", compute_segments)
-        step(db, f"{DELIVERIES:,} deliveries", lambda: send_confirmations(size))
+        count = min(DELIVERIES, size.customers // 40)
+        step(db, f"{count:,} deliveries", lambda: send_confirmations(count))
         step(db, f"the {JOURNEY} journey", install_journey)
 
 
@@ -225,15 +212,15 @@ def compute_segments() -> None:
     log(", ".join(f"{r.key} {r.members:,}" for r in results))
 
 
-def send_confirmations(size: Size) -> None:
-    """Order confirmations to DELIVERIES customers spread over the store, delivered."""
+def send_confirmations(count: int) -> None:
+    """Order confirmations to the first `count` customers, delivered."""
     with session_scope() as session:
         for key, channel, template in TEMPLATES:
             messages.templates.save(session, key, channel, template)
         owners = list(
             session.scalars(
                 text("SELECT id FROM customers ORDER BY id LIMIT :n"),
-                {"n": min(DELIVERIES, size.customers)},
+                {"n": count},
             )
         )
     for start in range(0, len(owners), 1000):
@@ -309,27 +296,40 @@ def upper_bound(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def prefix_lookup(raw: Raw, column: str, prefix: str) -> tuple[str, tuple[object, ...]]:
+    """The bare index range a search reads: `prefix` <= column < prefix bumped, ordered by
+    (column, id); names case-blind, email and phone as stored (bytewise on PostgreSQL)."""
+    names = column.endswith("_name")
+    if raw.sqlite:
+        key, less, at_least, order = f"{column} COLLATE NOCASE" if names else column, "<", ">=", ""
+    else:
+        key, less, at_least = f"lower({column})" if names else column, "~<~", "~>=~"
+        order = " USING ~<~"
+    low = prefix.lower() if names else prefix
+    sql = (
+        f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE {key} {at_least} ? AND {key} {less} ? "
+        f"ORDER BY {key}{order}, id LIMIT 50"
+    )
+    return sql, (low, upper_bound(low))
+
+
 def pages(raw: Raw, size: Size) -> list[Page]:
     """Every page to time, the store's own values filled in."""
     busiest = raw.one("SELECT customer_id FROM customer_facts ORDER BY events_count DESC LIMIT 1")
     email = f"c{size.customers // 2}@example.com"
     phone = raw.one("SELECT phone FROM customers WHERE email = ?", email) or "+4915"
-    phone_prefix = phone[:-2]
     largest = raw.one("SELECT key FROM segments ORDER BY members_count DESC, key LIMIT 1")
     segment_id = raw.one("SELECT id FROM segments WHERE key = ?", largest)
-    listing = f"SELECT {CUSTOMER_COLUMNS} FROM customers"
-    newest = "ORDER BY id DESC LIMIT 50"
+    newest = f"SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id DESC LIMIT 50"
     return [
         Page("/", "/"),
-        Page("/customers", "/customers", raw=(f"{listing} {newest}", ())),
+        Page("/customers", "/customers", raw=(newest, ())),
         Page("/customers?q={last name prefix}", "/customers", {"q": SEARCH_NAME}, True,
-             (f"{listing} WHERE last_name >= ? AND last_name < ? {newest}",
-              (SEARCH_NAME, upper_bound(SEARCH_NAME)))),
+             prefix_lookup(raw, "last_name", SEARCH_NAME)),
         Page("/customers?q={email}", "/customers", {"q": email}, True,
-             (f"{listing} WHERE email = ? {newest}", (email,))),
-        Page("/customers?q={phone prefix}", "/customers", {"q": phone_prefix}, True,
-             (f"{listing} WHERE phone >= ? AND phone < ? {newest}",
-              (phone_prefix, upper_bound(phone_prefix)))),
+             prefix_lookup(raw, "email", email)),
+        Page("/customers?q={phone prefix}", "/customers", {"q": phone[:-2]}, True,
+             prefix_lookup(raw, "phone", phone[:-2])),
         Page("/customers/{id}", f"/customers/{busiest}", raw=(TIMELINE, (busiest,))),
         Page("/segments", "/segments"),
         Page("/segments/{key}", f"/segments/{largest}",
@@ -359,19 +359,12 @@ def second_timeline_page(client: TestClient, raw: Raw, customer: str) -> Page:
         if found:
             url = html.unescape(found.group(1))
             break
-    events = raw.rows(TIMELINE, customer)
-    last_at, last_id = events[-1][events_columns(raw).index("timestamp")], events[-1][0]
+    last = "SELECT timestamp, id FROM events WHERE customer_id = ? ORDER BY timestamp DESC, id DESC"
+    last_at, last_id = raw.rows(f"{last} LIMIT 1 OFFSET 49", customer)[0]
     keyset = TIMELINE.replace(
         "ORDER BY", "AND (timestamp < ? OR (timestamp = ? AND id < ?)) ORDER BY"
     )
     return Page(path, url, raw=(keyset, (customer, last_at, last_at, last_id)))
-
-
-def events_columns(raw: Raw) -> list[str]:
-    if raw.sqlite:
-        return [row[1] for row in raw.rows("PRAGMA table_info(events)")]
-    sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'events' "
-    return [row[0] for row in raw.rows(sql + "ORDER BY ordinal_position")]
 
 
 # ---- signing in and timing ---------------------------------------------------------------------
@@ -387,7 +380,7 @@ def signed_in_client() -> TestClient:
         except NotFound:
             staff.create_user(session, EMAIL, name="Bench Owner", role=Role.OWNER,
                               password=PASSWORD)  # fmt: skip
-    client = TestClient(create_app(with_worker=False))
+    client = TestClient(create_app(with_worker=False), raise_server_exceptions=False)
     form = client.get("/login")
     token = CSRF_INPUT.search(form.text)
     if token is None:
@@ -417,23 +410,23 @@ def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int, tall
         tally.missing.append(page.path)
         line(db, name, None, "ms", **extra, note="missing: no timeline cursor found")
         return
-    answer = client.get(page.url, params=page.params)  # the warm-up
+    answer = client.get(page.url, params=page.params or None)  # the warm-up
     if answer.status_code == 404:
         tally.missing.append(page.path)
         line(db, name, None, "ms", **extra, note="missing")
         return
     times = []
-    statuses = {answer.status_code}
-    for _ in range(runs):
+    for _ in range(runs if answer.status_code == 200 else 0):
         began = time.perf_counter()
-        answer = client.get(page.url, params=page.params)
+        answer = client.get(page.url, params=page.params or None)
         times.append((time.perf_counter() - began) * 1000)
-        statuses.add(answer.status_code)
-    if statuses != {200}:
+        if answer.status_code != 200:
+            break
+    if answer.status_code != 200:
         tally.failed.append(page.path)
-        lines = "\n".join(answer.text.splitlines()[:15])
-        log(f"{db}: GET {page.url} {page.params or ''} answered {sorted(statuses)}:\n{lines}")
-        line(db, name, None, "ms", **extra, note=f"status {sorted(statuses)}")
+        lines = "\n".join(readable(answer.text).splitlines()[:15])
+        log(f"{db}: GET {page.url} {page.params or ''} answered {answer.status_code}:\n{lines}")
+        line(db, name, None, "ms", **extra, note=f"status {answer.status_code}")
         return
     median, p95 = statistics.median(times), statistics.quantiles(times, n=100)[94]
     extra |= {"p95": round(p95, 2), "kb": round(len(answer.content) / 1024, 1)}
@@ -444,6 +437,13 @@ def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int, tall
     if median > target:
         tally.over.append(page.path)
     figure(BENCH, name, db, median, "ms", **extra)
+
+
+def readable(body: str) -> str:
+    """The page's main text without markup (an error page's message), else the body."""
+    main = body.split("<main", 1)[1] if "<main" in body else body
+    text_only = re.sub(r"<[^>]+>", " ", main.split("</main>", 1)[0])
+    return "\n".join(" ".join(row.split()) for row in text_only.splitlines() if row.strip())
 
 
 def time_pages(db: str, url: str, size: Size, runs: int) -> None:

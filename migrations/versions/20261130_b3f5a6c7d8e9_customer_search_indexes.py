@@ -4,10 +4,10 @@ Revision ID: b3f5a6c7d8e9
 Revises: 7c1e0d4a9b21
 Create Date: 2026-11-30 12:00:00.000000
 
-Dashboard search reads name, email and phone prefixes as index ranges: on SQLite, expression
-indexes on the lowercased names (its email and phone indexes already compare bytewise); on
-PostgreSQL, the same in COLLATE "C" so a prefix range is right whatever the database's
-collation. The overview counts events and orders per day through (timestamp, name).
+Dashboard search reads name, email and phone prefixes as index ranges in bytewise order: on
+PostgreSQL with the pattern operator classes (right whatever the database's collation), on
+SQLite on `name COLLATE NOCASE` (SQLite cannot reflect expression indexes). The overview
+counts events and orders per day through (timestamp, name).
 """
 
 from collections.abc import Sequence
@@ -20,33 +20,28 @@ down_revision: str | None = "7c1e0d4a9b21"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-
-def _name(column: str, collate: str) -> sa.TextClause:
-    return sa.text(f"lower(coalesce({column}, ''))" + collate)
-
-
-def _search_indexes() -> list[tuple[str, list[sa.TextClause | str]]]:
-    if op.get_bind().dialect.name == "postgresql":
-        c = ' COLLATE "C"'
-        return [
-            ("ix_customers_first_last_c", [_name("first_name", c), _name("last_name", c), "id"]),
-            ("ix_customers_last_first_c", [_name("last_name", c), _name("first_name", c), "id"]),
-            ("ix_customers_email_c", [sa.text('email COLLATE "C"'), "id"]),
-            ("ix_customers_phone_c", [sa.text('phone COLLATE "C"'), "id"]),
-        ]
-    return [
-        ("ix_customers_first_last", [_name("first_name", ""), _name("last_name", ""), "id"]),
-        ("ix_customers_last_first", [_name("last_name", ""), _name("first_name", ""), "id"]),
-    ]
+NAMES = {
+    "first_name": "ix_customers_first_name_search",
+    "last_name": "ix_customers_last_name_search",
+}
+CONTACTS = {"email": "ix_customers_email_search", "phone": "ix_customers_phone_search"}
 
 
 def upgrade() -> None:
-    for name, columns in _search_indexes():
-        op.create_index(name, "customers", columns, unique=False)
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for column, name in NAMES.items():
+        key = f"lower({column}) text_pattern_ops" if postgres else f"{column} COLLATE NOCASE"
+        op.create_index(name, "customers", [sa.text(key), "id"], unique=False)
+    for column, name in CONTACTS.items():
+        if postgres:
+            ops = {column: "varchar_pattern_ops"}
+            op.create_index(name, "customers", [column, "id"], postgresql_ops=ops)
+        else:
+            op.create_index(name, "customers", [column, "id"])
     op.create_index("ix_events_timestamp_name", "events", ["timestamp", "name"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_events_timestamp_name", table_name="events")
-    for name, _ in _search_indexes():
+    for name in (*NAMES.values(), *CONTACTS.values()):
         op.drop_index(name, table_name="customers")

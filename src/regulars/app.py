@@ -80,6 +80,7 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
     from regulars.analytics.views import router as overview_pages
     from regulars.customers.api import router as customers_router
     from regulars.customers.views import router as customers_pages
+    from regulars.identity.settings_views import router as settings_pages
     from regulars.identity.views import router as identity_pages
     from regulars.ingestion.api import router as ingestion_router
     from regulars.journeys.api import router as journeys_router
@@ -131,7 +132,7 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
         segments_pages,
         messages_dashboard,
         journeys_pages,
-        __import__("regulars.identity.settings_views", fromlist=["router"]).router,
+        settings_pages,
     ):
         app.include_router(dashboard)
     app.mount("/static", StaticFiles(packages=[("regulars", "static")]), name="static")

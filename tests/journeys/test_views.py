@@ -17,7 +17,9 @@ from regulars.db import session_scope
 from regulars.identity.models import Role
 from regulars.journeys import blueprints
 from regulars.journeys import service as journeys
+from regulars.journeys.graph import compile_graph
 from regulars.journeys.schemas import RunCreate
+from regulars.journeys.views import graph_option
 from regulars.kit import clock
 from regulars.messages.models import Delivery
 from tests.journeys.conftest import JourneyFactory, run_worker
@@ -139,10 +141,24 @@ def test_graph_draws_every_node_with_its_counts(client: TestClient, greeted: lis
     assert f"{runs} moved on" in nodes["hello"]["label"]["formatter"]
     assert f"{runs} waiting" in nodes["later"]["label"]["formatter"]
     assert nodes["bye"]["value"] == 0
-    # layers from the start, left to right
-    assert nodes["hello"]["x"] < nodes["later"]["x"] < nodes["bye"]["x"]
+    # layers from the start, top down
+    assert nodes["hello"]["y"] < nodes["later"]["y"] < nodes["bye"]["y"]
     links = {(link["source"], link["target"]) for link in series["links"]}
     assert links == {("hello", "later"), ("later", "bye")}
+
+
+def test_graph_edges_are_named_after_branches_and_timeouts() -> None:
+    blueprint = blueprints.load("abandoned-checkout")
+    option = graph_option(compile_graph(blueprint.definition), [])
+    labels = {
+        (link["source"], link["target"]): link["label"]["formatter"]
+        for link in option["series"][0]["links"]
+    }
+    assert labels[("wait_order", "remind")] == "timeout"
+    assert labels[("wait_order", "ordered")] == "heard"
+    assert labels[("first_order", "remind_offer")] == "yes"
+    assert labels[("first_order", "remind_again")] == "no"
+    assert labels[("remind", "one_day")] == ""  # the only way on
 
 
 def test_journey_page_lists_recent_runs_and_filters_by_customer(

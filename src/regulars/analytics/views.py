@@ -1,7 +1,93 @@
-"""Dashboard pages (being built)."""
+"""The dashboard overview: KPI cards, three charts and the latest activity."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from regulars.analytics import service
+from regulars.analytics.service import Summary
+from regulars.db import session_scope
+from regulars.identity.roles import Permission
+from regulars.identity.staff import SignedIn
+from regulars.pages import page, render
 
 router = APIRouter(include_in_schema=False)
+
+
+def _axis(days: list[str]) -> dict[str, Any]:
+    return {"type": "category", "data": [d[5:] for d in days]}
+
+
+def events_chart(summary: Summary) -> dict[str, Any]:
+    return {
+        "tooltip": {"trigger": "axis"},
+        "grid": {"left": 48, "right": 16, "top": 16, "bottom": 32},
+        "xAxis": _axis(summary.days),
+        "yAxis": {"type": "value", "minInterval": 1},
+        "series": [
+            {"name": "Events", "type": "line", "smooth": True, "data": summary.events_per_day}
+        ],
+    }
+
+
+def revenue_chart(summary: Summary) -> dict[str, Any]:
+    return {
+        "tooltip": {"trigger": "axis"},
+        "grid": {"left": 56, "right": 16, "top": 16, "bottom": 32},
+        "xAxis": _axis(summary.days),
+        "yAxis": {"type": "value"},
+        "series": [
+            {
+                "name": "Revenue",
+                "type": "bar",
+                "data": [cents / 100 for cents in summary.revenue_per_day_cents],
+            }
+        ],
+    }
+
+
+def messages_chart(summary: Summary) -> dict[str, Any]:
+    channels = sorted(summary.messages)
+    statuses = sorted({s for counts in summary.messages.values() for s in counts})
+    return {
+        "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
+        "legend": {"bottom": 0},
+        "grid": {"left": 48, "right": 16, "top": 16, "bottom": 56},
+        "xAxis": {"type": "category", "data": channels},
+        "yAxis": {"type": "value", "minInterval": 1},
+        "series": [
+            {
+                "name": status,
+                "type": "bar",
+                "stack": "status",
+                "data": [summary.messages[c].get(status, 0) for c in channels],
+            }
+            for status in statuses
+        ],
+    }
+
+
+@router.get("/")
+def overview(
+    request: Request, staff: SignedIn = Depends(page(Permission.CUSTOMERS_READ))
+) -> HTMLResponse:
+    with session_scope(readonly=True) as session:
+        summary = service.summary(session)
+        activity = service.recent_activity(session) if summary.customers else []
+    return render(
+        request,
+        "analytics/overview.html",
+        staff,
+        title="Overview",
+        summary=summary,
+        activity=activity,
+        messages_total=sum(sum(c.values()) for c in summary.messages.values()),
+        charts={
+            "events": events_chart(summary),
+            "messages": messages_chart(summary),
+            "revenue": revenue_chart(summary),
+        },
+    )

@@ -61,27 +61,32 @@ class Customer(Base):
     updated_at: Mapped[datetime]
 
 
-def _name_key(column: Mapped[str | None], *, bytewise: bool) -> Any:
-    """A name as search compares it: lowercase, '' when missing; on PostgreSQL in bytewise
-    order (COLLATE "C"), so a prefix is one index range whatever the database's collation."""
-    key = func.lower(func.coalesce(column, ""))
-    return key.collate("C") if bytewise else key
-
-
-# Dashboard search: name prefixes (and "first last"), email and phone prefixes, in index
-# order. SQLite compares bytewise already (its email and phone indexes serve); PostgreSQL
-# needs "C"-collated twins of those for prefix ranges.
-for _pg in (False, True):
-    _dialect = "postgresql" if _pg else "sqlite"
-    _suffix = "_c" if _pg else ""
-    _first, _last = (_name_key(c, bytewise=_pg) for c in (Customer.first_name, Customer.last_name))
-    Index(f"ix_customers_first_last{_suffix}", _first, _last, Customer.id).ddl_if(dialect=_dialect)
-    Index(f"ix_customers_last_first{_suffix}", _last, _first, Customer.id).ddl_if(dialect=_dialect)
-Index("ix_customers_email_c", Customer.email.collate("C"), Customer.id).ddl_if(
-    dialect="postgresql"
+# Dashboard search: prefixes of names, email and phone as index ranges in bytewise order.
+# On PostgreSQL in text_pattern_ops (right whatever the database's collation); SQLite, which
+# cannot reflect expression indexes, builds the name ones on `name COLLATE NOCASE` instead.
+Index(
+    "ix_customers_first_name_search",
+    func.lower(Customer.first_name),
+    Customer.id,
+    postgresql_ops={"lower_1": "text_pattern_ops"},
 )
-Index("ix_customers_phone_c", Customer.phone.collate("C"), Customer.id).ddl_if(
-    dialect="postgresql"
+Index(
+    "ix_customers_last_name_search",
+    func.lower(Customer.last_name),
+    Customer.id,
+    postgresql_ops={"lower_1": "text_pattern_ops"},
+)
+Index(
+    "ix_customers_email_search",
+    Customer.email,
+    Customer.id,
+    postgresql_ops={"email": "varchar_pattern_ops"},
+)
+Index(
+    "ix_customers_phone_search",
+    Customer.phone,
+    Customer.id,
+    postgresql_ops={"phone": "varchar_pattern_ops"},
 )
 
 

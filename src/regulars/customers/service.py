@@ -32,6 +32,7 @@ from regulars.customers.reads import (
     update_profile,
 )
 from regulars.customers.rfm import refresh_rfm
+from regulars.customers.search import classify, search
 from regulars.customers.timeline import SystemEvent, record_system_events
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "StoredEvent",
     "SystemEvent",
     "change_consents",
+    "classify",
     "consent_statuses",
     "erase",
     "export",
@@ -62,6 +64,7 @@ __all__ = [
     "record_system_events",
     "refresh_rfm",
     "resolve_id",
+    "search",
     "set_consents",
     "store",
     "time_zones",

@@ -62,20 +62,25 @@ customers.on_events(enrollment.on_events)
 __all__ = [
     "advance_due",
     "archive",
+    "blueprint_list",
     "create",
     "enroll_scheduled",
     "export_yaml",
     "get",
+    "graph_of",
     "import_yaml",
+    "inspect_run",
     "install_blueprint",
     "list_page",
     "pause",
     "publish",
+    "recent_runs",
     "resume",
     "run_detail",
     "runs_of_customer",
     "start_run",
     "stats_of",
+    "summaries",
     "update",
     "validate",
     "validate_definition",
@@ -407,11 +412,14 @@ def graph_of(session: Session, key: str) -> Graph | None:
 
 
 def recent_runs(session: Session, key: str, *, customer: str | None, limit: int = 50) -> RunList:
-    """The journey's newest runs, or those of one customer (by id or external id)."""
+    """The journey's newest runs, or those of one customer (by id, external id or email; a
+    Conflict when several customers have the email)."""
     journey = definitions.require(session, key)
     customer_id = None
     if customer:
-        customer_id = customers.resolve_id(session, customer)
+        customer_id = customers.resolve_id(session, customer) or customers.find_customer(
+            session, customer
+        )
         if customer_id is None:
             return RunList(items=[])
     runs = repository.runs_of_journey(session, journey.id, customer_id=customer_id, limit=limit)

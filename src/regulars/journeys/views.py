@@ -31,7 +31,7 @@ DONE = {
     "paused": "Paused: no run starts and runs in flight stand still.",
     "resumed": "Resumed: runs start and move on again.",
 }
-COLUMN, ROW = 230, 110  # the graph's spacing between layers and between nodes of a layer
+COLUMN, ROW = 210, 110  # the graph's spacing between nodes of a layer, and between layers
 KIND_COLOURS = {
     "send": "#0969da",
     "delay": "#9a6700",
@@ -54,7 +54,8 @@ def trigger_words(trigger: Mapping[str, Any]) -> str:
     if kind == "event":
         return f"when a customer does “{trigger.get('event')}”{condition}"
     if kind == "segment":
-        return f"when a customer {trigger.get('on', 'entered')} segment {trigger.get('segment')}"
+        verb = "leaves" if trigger.get("on") == "exited" else "enters"
+        return f"when a customer {verb} segment {trigger.get('segment')}"
     if kind == "event_date":
         field = f"{trigger.get('event')}" + (
             f".{trigger['property']}" if trigger.get("property") else ""
@@ -95,7 +96,9 @@ def _list_page(
         status=status,
         title="Journeys",
         summaries=summaries,
-        triggers={s.journey.key: trigger_words(s.journey.draft.get("trigger", {})) for s in summaries},
+        triggers={
+            s.journey.key: trigger_words(s.journey.draft.get("trigger", {})) for s in summaries
+        },
         blueprints=[b for b in service.blueprint_list() if b.key not in installed],
         message=message,
         error=error,
@@ -103,9 +106,7 @@ def _list_page(
 
 
 @router.post("/journeys/blueprints/{key}")
-def install_blueprint(
-    request: Request, key: str, staff: SignedIn = Depends(can_write)
-) -> Response:
+def install_blueprint(request: Request, key: str, staff: SignedIn = Depends(can_write)) -> Response:
     try:
         with session_scope() as session:
             service.install_blueprint(session, key)
@@ -157,7 +158,12 @@ def _journey_page(
             raise NotFound(f"journey {key!r} not found")
         stats = service.stats_of(session, key)
         graph = service.graph_of(session, key)
-        runs = service.recent_runs(session, key, customer=customer or None)
+        try:
+            runs = service.recent_runs(session, key, customer=customer or None).items
+        except Conflict as exc:  # an email several customers share
+            runs, runs_error = [], exc.message
+        else:
+            runs_error = ""
         definition = service.export_yaml(session, key)
     option = graph_option(graph, stats.nodes) if graph is not None else None
     return render(
@@ -171,7 +177,8 @@ def _journey_page(
         stats=stats,
         option=option,
         graph_height=_graph_height(graph),
-        runs=runs.items,
+        runs=runs,
+        runs_error=runs_error,
         customer=customer,
         definition=definition,
         actions=_actions(journey),
@@ -241,14 +248,17 @@ def layers(graph: Graph) -> dict[int, list[str]]:
 
 
 def _graph_height(graph: Graph | None) -> int:
-    widest = max((len(ids) for ids in layers(graph).values()), default=1) if graph else 1
-    return max(260, widest * ROW + 80)
+    """One row of the chart per layer, so the graph is drawn at about its own size."""
+    return max(260, len(layers(graph)) * ROW + 40) if graph is not None else 260
 
 
-def _edge_label(edge: str) -> str:
-    """`paths.a` -> `a`, `timeout_next` -> `timeout`; a plain `next` goes unlabelled."""
-    if edge == "next":
+def _edge_label(kind: str, edge: str, *, alone: bool) -> str:
+    """`paths.a` -> `a`, `timeout_next` -> `timeout`, a wait's `next` -> `heard`; the only
+    edge of a node goes unlabelled."""
+    if alone:
         return ""
+    if edge == "next":
+        return "heard" if kind == "wait" else "next"
     return edge.removeprefix("paths.").removesuffix("_next")
 
 
@@ -262,7 +272,7 @@ def _node_label(kind: str, node_id: str, counts: NodeStats | None) -> str:
 
 
 def graph_option(graph: Graph, nodes: list[NodeStats]) -> dict[str, Any]:
-    """The ECharts option drawing the journey left to right, one column per layer."""
+    """The ECharts option drawing the journey top down, one row per layer."""
     counts = {n.node_id: n for n in nodes}
     data = []
     for layer, ids in layers(graph).items():
@@ -273,18 +283,20 @@ def graph_option(graph: Graph, nodes: list[NodeStats]) -> dict[str, Any]:
                 {
                     "id": node_id,
                     "name": node_id,
-                    "x": layer * COLUMN,
-                    "y": (index - (len(ids) - 1) / 2) * ROW,
+                    "x": (index - (len(ids) - 1) / 2) * COLUMN,
+                    "y": layer * ROW,
                     "value": found.entered if found else 0,
                     "label": {"formatter": _node_label(kind, node_id, found)},
                     "itemStyle": {"color": KIND_COLOURS.get(kind, "#1a7f37")},
                 }
             )
-    links = [
-        {"source": node_id, "target": target, "label": {"formatter": _edge_label(edge)}}
-        for node_id in graph.order()
-        for edge, target in graph.nodes[node_id].successors().items()
-    ]
+    links: list[dict[str, Any]] = []
+    for node_id in graph.order():
+        node = graph.nodes[node_id]
+        edges = node.successors()
+        for edge, target in edges.items():
+            label = _edge_label(node.kind, edge, alone=len(edges) == 1)
+            links.append({"source": node_id, "target": target, "label": {"formatter": label}})
     return {
         "animation": False,
         "tooltip": {},

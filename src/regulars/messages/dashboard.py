@@ -131,9 +131,7 @@ def templates_page(
     by_key: dict[str, list[TemplateRead]] = {}
     for template in sorted(found, key=lambda t: (t.key, t.channel.value)):
         by_key.setdefault(template.key, []).append(template)
-    return render(
-        request, "messages/staff/templates.html", staff, title="Templates", by_key=by_key
-    )
+    return render(request, "messages/staff/templates.html", staff, title="Templates", by_key=by_key)
 
 
 @router.get("/messages/templates/new", response_class=HTMLResponse)
@@ -197,7 +195,7 @@ def _editor(
     locale = locale or default_locale
     if form is not None:
         values = {name: form.get(f"f_{name}", "") for name, _label, _kind in FIELDS[channel]}
-        meta = {name: form.get(name, "") for name in ("name", "category", "topic")}
+        meta: dict[str, Any] = {n: form.get(n, "") for n in ("name", "category", "topic")}
         meta |= {"strict": form.get("strict") == "on", "default_locale": form.get("default_locale")}
     else:
         stored = template.locales.get(locale, {}) if template else {}
@@ -217,7 +215,7 @@ def _editor(
         title=f"{key} · {channel.value}",
         key=key,
         channel=channel,
-        template=template,
+        stored=template,
         locale=locale,
         fields=FIELDS[channel],
         values=values,
@@ -285,7 +283,7 @@ def preview_template(
     """The unsaved fields rendered for one customer, with the policy verdict (a fragment)."""
     customer = form.get("customer", "").strip()
     locale = form.get("locale", "").strip() or None
-    values: dict[str, Any] = {"channel": channel, "customer": customer}
+    values: dict[str, Any] = {"channel": channel, "customer": customer, "in_preview": True}
     status = 200
     if not customer:
         values["hint"] = "Give a customer's id or email to see the message as they would."

@@ -19,7 +19,7 @@ from regulars.errors import NotFound
 from regulars.jobs import service as jobs
 from regulars.kit import clock
 from regulars.kit.pagination import decode_cursor, encode_cursor
-from regulars.segments import definitions, engine, live, membership, repository
+from regulars.segments import definitions, engine, live, membership, repository, words
 from regulars.segments.definitions import (
     ensure_builtins,
     find,
@@ -30,7 +30,15 @@ from regulars.segments.definitions import (
 )
 from regulars.segments.live import sweep
 from regulars.segments.repository import compiler
-from regulars.segments.rules import Rule, children, parse_rule, reads_rfm, walk
+from regulars.segments.rules import (
+    EventCondition,
+    Rule,
+    children,
+    event_filter,
+    parse_rule,
+    reads_rfm,
+    walk,
+)
 from regulars.segments.schemas import (
     ComputeResult,
     CustomerBrief,
@@ -329,7 +337,28 @@ customers.on_export(exported)
 
 def outline(rule_json: object) -> list[tuple[int, str]]:
     """The rule as lines of words with their depth, parents before children (walk order)."""
-    return [(depth, describe(node)) for depth, node in _depths(validated_rule(rule_json))]
+    return [(depth, _readable(node)) for depth, node in _depths(validated_rule(rule_json))]
+
+
+_TIMES = {"gte": "at least", "gt": "more than", "lte": "at most", "lt": "fewer than", "equals": ""}
+
+
+def _readable(node: Rule) -> str:
+    """describe(), with event counts as people say them: "performed 'Order Completed' at
+    least 2 times in the last 90 days"."""
+    if not isinstance(node, EventCondition) or node.property is not None:
+        return describe(node)
+    if node.op.value not in _TIMES or isinstance(node.value, list):
+        return describe(node)
+    event = words._event(event_filter(node))
+    window = words._window(node.window) if node.window is not None else ""
+    if node.op.value == "gte" and node.value == 1:
+        return f"performed {event}{window}"
+    if (node.op.value, node.value) in (("lt", 1), ("lte", 0), ("equals", 0)):
+        return f"never performed {event}{window}"
+    times = "time" if node.value == 1 else "times"
+    amount = " ".join(part for part in (_TIMES[node.op.value], f"{node.value:g}") if part)
+    return f"performed {event} {amount} {times}{window}"
 
 
 def _depths(rule: Rule, depth: int = 0) -> Iterator[tuple[int, Rule]]:

@@ -55,7 +55,10 @@ def _trend_option(line: list[tuple[str, int | None]], *, small: bool) -> dict[st
     series = {
         "type": "line",
         "data": [count for _, count in line],
-        "showSymbol": not small,
+        # A line needs two days; a segment computed once shows its one day as a dot.
+        "showSymbol": not small or sum(count is not None for _, count in line) < 3,
+        "showAllSymbol": True,
+        "symbolSize": 4 if small else 6,
         "areaStyle": {"opacity": 0.15},
         "connectNulls": False,
     }
@@ -255,7 +258,7 @@ def _builder(
         "profileFields": [*rules.PROFILE_TEXT_FIELDS, *rules.PROFILE_TIME_FIELDS],
         "factFields": [*rules.FACT_NUMBER_FIELDS, *rules.FACT_TIME_FIELDS],
         "ops": [op.value for op in rules.Op],
-        "aggregateOps": sorted(op.value for op in rules.AGGREGATE_OPS),
+        "aggregateOps": [op.value for op in rules.Op if op in rules.AGGREGATE_OPS],
         "units": [unit.value for unit in rules.Unit],
         "channels": [channel.value for channel in Channel],
         "consentStatuses": [status.value for status in ConsentStatus],

@@ -1,0 +1,116 @@
+"""The overview page: figures from the data made here, the cache's age, the empty state."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from regulars.analytics import service
+from regulars.app import create_app
+from regulars.db import Database
+from regulars.identity.models import Role
+from regulars.kit import clock
+from regulars.kit.clock import FrozenClock
+from tests.customers.helpers import ingest, owner_of
+from tests.staff import signed_in_as
+
+NOW = datetime(2026, 5, 20, 10, 42, tzinfo=UTC)
+
+
+@pytest.fixture
+def moved_clock(database: Database) -> Iterator[FrozenClock]:
+    service.forget()
+    with clock.frozen(NOW) as frozen:
+        yield frozen
+    service.forget()
+
+
+@pytest.fixture
+def client(moved_clock: FrozenClock) -> TestClient:
+    client = TestClient(create_app(with_worker=False))
+    signed_in_as(client, Role.ANALYST)
+    return client
+
+
+def at(days: float) -> str:
+    return (NOW - timedelta(days=days)).isoformat()
+
+
+def track(user: str, event: str, days: float, message_id: str, **props: Any) -> None:
+    message = {"type": "track", "userId": user, "event": event, "timestamp": at(days)}
+    result = ingest([message | {"messageId": message_id, "properties": props}])
+    assert result.rejected == []
+
+
+def chart(page: str, label: str) -> dict[str, Any]:
+    found = re.search(r"data-chart='([^']*)' role=\"img\" aria-label=\"" + label, page)
+    assert found is not None, f"no chart {label}"
+    option: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return option
+
+
+def kpi(page: str, label: str) -> str:
+    found = re.search(r'<div class="value">([^<]*)</div><div class="label">' + label, page)
+    assert found is not None, f"no KPI {label}"
+    return found.group(1)
+
+
+def test_overview_counts_what_was_made(client: TestClient) -> None:
+    track("ann", "Order Completed", 0.1, "o1", revenue=100.5)
+    track("ann", "Order Completed", 2.1, "o2", revenue=20)
+    track("bob", "Viewed Product", 2.2, "v1")
+    track("old", "Viewed Product", 45, "v2")  # a customer not seen for 45 days
+    page = client.get("/").text
+    assert kpi(page, "Customers") == "3"
+    assert kpi(page, "Active") == "2"
+    assert kpi(page, "Events in 30 days") == "3"
+    assert kpi(page, r"Revenue from 2 orders") == "120.50"
+    events = chart(page, "Events per day")
+    assert events["series"][0]["data"][-1] == 1  # today
+    assert events["series"][0]["data"][-3] == 2  # two days ago: o2 and v1
+    assert sum(events["series"][0]["data"]) == 3
+    revenue = chart(page, "Revenue of completed orders")
+    assert revenue["series"][0]["data"][-1] == 100.5
+    assert revenue["series"][0]["data"][-3] == 20
+    assert f'href="/customers/{owner_of("ann")}"' in page
+    assert "as of 10:42" in page
+
+
+def test_figures_are_cached_for_a_minute(client: TestClient, moved_clock: FrozenClock) -> None:
+    track("ann", "Viewed Product", 0.1, "v1")
+    assert kpi(client.get("/").text, "Customers") == "1"
+    track("bob", "Viewed Product", 0.1, "v2")
+    cached = client.get("/").text
+    assert kpi(cached, "Customers") == "1" and "as of 10:42" in cached
+    moved_clock.advance(timedelta(minutes=1))
+    fresh = client.get("/").text
+    assert kpi(fresh, "Customers") == "2" and "as of 10:43" in fresh
+
+
+def test_empty_database_says_how_to_start(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "No customers yet" in page.text
+    assert "regulars demo" in page.text and "/v1/track" in page.text
+
+
+def test_signed_out_visitors_go_to_sign_in(moved_clock: FrozenClock) -> None:
+    response = TestClient(create_app(with_worker=False)).get("/", follow_redirects=False)
+    assert response.status_code in (302, 303, 307)
+    assert "/login" in response.headers["location"]
+
+
+def test_id_floor_bounds_the_ids_made_from_that_moment(moved_clock: FrozenClock) -> None:
+    from regulars.kit.ids import new_id
+
+    before = new_id()
+    moved_clock.advance(timedelta(milliseconds=1))
+    floor = service.id_floor(clock.now())
+    assert before < floor <= new_id()
