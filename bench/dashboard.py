@@ -19,20 +19,27 @@ top of it what the pages show:
   nobody is enrolled).
 
 A staff user with role owner signs a `TestClient(create_app(with_worker=False))` in through
-the real login form. Each page is requested once to warm up, then --requests (20) times;
-each request is timed with perf_counter around `client.get`: the server's time plus the
-in-process transport, no network. One JSON line per page: figure page_ms (search_ms for
-customer searches), value the median, p95, target 300 ms (search 100 ms), and, where the
-page wraps an obvious raw operation, `ratio` = median / raw_ms, the median of that operation
-run directly with the database driver (sqlite3, psycopg) as many times: the bare indexed
-lookup of the same customers for a search, the bare SELECT of 50 timeline events for a
-profile and a timeline page, the first 50 rows for a list. A page answering 404 is a line with
-value null and note "missing"; a 5xx is printed to stderr and counted in the last line
-(figure summary). The generation and the extra setup are timed too (generate_s, setup_s).
+the real login form. The pages: /, /customers, three searches (/customers?q= a last-name
+prefix, an email, a phone prefix), the profile of the customer with the most events, its
+timeline's second page (at the cursor in the hx-get the profile hands htmx), /segments, the
+largest segment, /messages/templates, /messages/deliveries, /messages/outbox, /journeys,
+/journeys/win-back and /settings. Each is requested once to warm up, then --requests (20)
+times, each timed with perf_counter around `client.get`: the server's time plus the
+in-process transport, no network.
+
+One JSON line per page: figure page_ms (search_ms for the searches), value the median, p95,
+target 300 ms (searches 100 ms), and where the page wraps an obvious raw operation, `ratio`
+= median / raw_ms, that operation's median run directly with the database driver (sqlite3,
+psycopg) as many times: the bare indexed lookup of the same customers for a search, the bare
+SELECT of 50 timeline events for the profile and the timeline page, the first 50 rows for a
+list. A page answering 404 is a line with value null and note "missing"; any other answer
+but 200 (a 5xx) goes to stderr with the page's text and counts as a failure in the last line
+(figure summary). The generation and the extras are timed too (generate_s, setup_s).
 
 --keep keeps the store with its extras (/tmp/regulars-bench-dashboard/ for SQLite, a
 database named after the size for PostgreSQL) and later runs use it in place: they only add
-the staff user (once) and its sign-ins.
+the staff user (once) and its sign-ins, and migrate it to the newest revision (a migration
+edited in place after the store was made is not applied again: delete the store then).
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ LAST = ("Müller", "Smith", "Schmidt", "Jones", "Martin", "Bernard", "Garcia", "
         "Weber", "Wagner", "Becker", "Hoffmann", "Schulz", "Koch", "Richter", "Klein", "Wolf",
         "Tanaka", "Watanabe", "Ito", "Nakamura", "Kobayashi", "Rossi", "Russo", "Ferrari",
         "Nguyen", "Kim", "Lee", "Thompson", "Walker")  # fmt: skip
-SEARCH_NAME = "Mil"  # Miller, one customer in 48
+SEARCH_NAME = "Mil"  # Miller: one customer in 48
 
 
 def log(message: str) -> None:
@@ -313,7 +320,7 @@ def prefix_lookup(raw: Raw, column: str, prefix: str) -> tuple[str, tuple[object
     return sql, (low, upper_bound(low))
 
 
-def pages(raw: Raw, size: Size) -> list[Page]:
+def pages(raw: Raw, size: Size, client: TestClient) -> list[Page]:
     """Every page to time, the store's own values filled in."""
     busiest = raw.one("SELECT customer_id FROM customer_facts ORDER BY events_count DESC LIMIT 1")
     email = f"c{size.customers // 2}@example.com"
@@ -331,6 +338,7 @@ def pages(raw: Raw, size: Size) -> list[Page]:
         Page("/customers?q={phone prefix}", "/customers", {"q": phone[:-2]}, True,
              prefix_lookup(raw, "phone", phone[:-2])),
         Page("/customers/{id}", f"/customers/{busiest}", raw=(TIMELINE, (busiest,))),
+        second_timeline_page(client, raw, busiest),
         Page("/segments", "/segments"),
         Page("/segments/{key}", f"/segments/{largest}",
              raw=("SELECT * FROM segment_members WHERE segment_id = ? "
@@ -395,26 +403,17 @@ def signed_in_client() -> TestClient:
     return client
 
 
-@dataclass
-class Tally:
-    timed: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    over: list[str] = field(default_factory=list)
-
-
-def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int, tally: Tally) -> None:
+def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int) -> str:
+    """Time one page and print its line; answers timed, over (target), missing or failed."""
     name, target = ("search_ms", SEARCH_TARGET_MS) if page.search else ("page_ms", PAGE_TARGET_MS)
     extra: dict[str, object] = {"page": page.path, "target": target}
     if not page.url:
-        tally.missing.append(page.path)
         line(db, name, None, "ms", **extra, note="missing: no timeline cursor found")
-        return
+        return "missing"
     answer = client.get(page.url, params=page.params or None)  # the warm-up
     if answer.status_code == 404:
-        tally.missing.append(page.path)
         line(db, name, None, "ms", **extra, note="missing")
-        return
+        return "missing"
     times = []
     for _ in range(runs if answer.status_code == 200 else 0):
         began = time.perf_counter()
@@ -423,20 +422,17 @@ def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int, tall
         if answer.status_code != 200:
             break
     if answer.status_code != 200:
-        tally.failed.append(page.path)
         lines = "\n".join(readable(answer.text).splitlines()[:15])
         log(f"{db}: GET {page.url} {page.params or ''} answered {answer.status_code}:\n{lines}")
         line(db, name, None, "ms", **extra, note=f"status {answer.status_code}")
-        return
+        return "failed"
     median, p95 = statistics.median(times), statistics.quantiles(times, n=100)[94]
     extra |= {"p95": round(p95, 2), "kb": round(len(answer.content) / 1024, 1)}
     if page.raw is not None:
         raw_ms = raw.median_ms(runs, page.raw[0], *page.raw[1])
         extra |= {"raw_ms": round(raw_ms, 3), "ratio": round(median / raw_ms, 1)}
-    tally.timed.append(page.path)
-    if median > target:
-        tally.over.append(page.path)
     figure(BENCH, name, db, median, "ms", **extra)
+    return "over" if median > target else "timed"
 
 
 def readable(body: str) -> str:
@@ -448,20 +444,19 @@ def readable(body: str) -> str:
 
 def time_pages(db: str, url: str, size: Size, runs: int) -> None:
     raw = Raw(url)
-    tally = Tally()
     try:
         with clock.frozen(NOW):
             client = signed_in_client()
-            todo = pages(raw, size)
-            busiest = todo[5].url.rsplit("/", 1)[1]
-            todo.insert(6, second_timeline_page(client, raw, busiest))
-            for page in todo:
-                time_page(db, client, raw, page, runs, tally)
+            outcomes = {
+                p.path: time_page(db, client, raw, p, runs) for p in pages(raw, size, client)
+            }
     finally:
         raw.conn.close()
-    line(db, "summary", len(tally.failed), "failures", pages=len(tally.timed) + len(
-        tally.missing) + len(tally.failed), timed=len(tally.timed), missing=tally.missing,
-        failed=tally.failed, over_target=tally.over)  # fmt: skip
+    paths = {kind: [p for p, o in outcomes.items() if o == kind] for kind in set(outcomes.values())}
+    line(db, "summary", len(paths.get("failed", [])), "failures", pages=len(outcomes),
+         timed=len(paths.get("timed", [])) + len(paths.get("over", [])),
+         missing=paths.get("missing", []), failed=paths.get("failed", []),
+         over_target=paths.get("over", []))  # fmt: skip
 
 
 # ---- one database, end to end ------------------------------------------------------------------

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,8 +55,19 @@ def _wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None
     raise RuntimeError("regulars serve did not come up in 60 s")
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    database: Path
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """Read the server's database directly: what a page should show comes from here."""
+        with closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)) as connection:
+            return connection.execute(sql, params).fetchall()
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("browser")
     database, log = folder / "regulars.db", folder / "serve.log"
     env = {
@@ -73,7 +88,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, server, log)
-        yield url
+        yield Served(url, database)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -88,8 +103,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def new_page(browser: Browser, server_url: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=server_url, viewport={"width": 1280, "height": 900})
+def new_page(browser: Browser, served: Served) -> Iterator[Page]:
+    context = browser.new_context(base_url=served.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     yield page
     context.close()
