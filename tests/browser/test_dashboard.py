@@ -98,13 +98,17 @@ def test_a_marketer_edits_a_template_and_sees_the_preview(new_page: Page, served
     )
     sign_in(new_page, Role.MARKETER)
     new_page.goto("/messages/templates/order_confirmed/sms")
-    body = new_page.locator("textarea[name=f_body]")
-    body.fill("Hi {{ customer.first_name }}, your beans are roasting.")
     new_page.locator("input[name=customer]").fill(email)
-    new_page.get_by_role("button", name="Preview").click()
+    # The saved body needs the order event, which a preview for a customer alone lacks.
+    expect(new_page.locator("#preview .alert")).to_contain_text("order_id")
+    # Typing is enough: the preview follows the unsaved text.
+    new_page.locator("textarea[name=f_body]").fill(
+        "Hi {{ customer.first_name }}, your beans are roasting."
+    )
     expect(new_page.locator("#preview .bubble")).to_have_text(
         f"Hi {first}, your beans are roasting."
     )
+    expect(new_page.locator("#preview")).to_contain_text("1 segment")
     screenshot(new_page, "template-preview")
 
 
