@@ -99,9 +99,12 @@ def _print_summary(out: Console, summary: service.DemoSummary, simulate_days: in
         )
     out.print(f"  journeys   {len(summary.journeys):>10,}  live (regulars journeys list)")
     if summary.staff:
-        emails = ", ".join(email for email, _role in summary.staff)
-        out.print(f"  staff      {len(summary.staff):>10,}  {emails}")
-        out.print(f"             password for each: {service.DEMO_STAFF_PASSWORD}")
+        domain = summary.staff[0][0].partition("@")[2]
+        roles = ", ".join(f"{email.partition('@')[0]}@" for email, _role in summary.staff)
+        out.print(
+            f"  staff      {len(summary.staff):>10,}  {roles}{domain} "
+            f"(password {service.DEMO_STAFF_PASSWORD})"
+        )
     if summary.rejected:
         out.print(f"  [red]rejected   {summary.rejected:>10,}[/red]")
 
