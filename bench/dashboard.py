@@ -19,7 +19,8 @@ top of it what the pages show:
   nobody is enrolled).
 
 A staff user with role owner signs a `TestClient(create_app(with_worker=False))` in through
-the real login form. The pages: /, /customers, three searches (/customers?q= a last-name
+the real login form. The pages: / (twice: its summary as cached for a minute, and
+recomputed before each request), /customers, three searches (/customers?q= a last-name
 prefix, an email, a phone prefix), the profile of the customer with the most events, its
 timeline's second page (at the cursor in the hx-get the profile hands htmx), /segments, the
 largest segment, /messages/templates, /messages/deliveries, /messages/outbox, /journeys,
@@ -67,6 +68,7 @@ from sqlalchemy.engine import make_url
 
 from bench.common import figure, fresh_database
 from bench.segments import NOW, Size, _pg_admin, _pg_exists, _render, load
+from regulars.analytics import service as analytics
 from regulars.app import create_app
 from regulars.customers import service as customers
 from regulars.db import Database, session_scope, set_database
@@ -297,6 +299,7 @@ class Page:
     params: dict[str, str] = field(default_factory=dict)
     search: bool = False
     raw: tuple[str, tuple[object, ...]] | None = None  # SQL and parameters
+    cache: str | None = None  # the overview: its summary "cached" (a minute) or "recomputed"
 
 
 def upper_bound(prefix: str) -> str:
@@ -329,7 +332,8 @@ def pages(raw: Raw, size: Size, client: TestClient) -> list[Page]:
     segment_id = raw.one("SELECT id FROM segments WHERE key = ?", largest)
     newest = f"SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id DESC LIMIT 50"
     return [
-        Page("/", "/"),
+        Page("/", "/", cache="cached"),
+        Page("/", "/", cache="recomputed"),
         Page("/customers", "/customers", raw=(newest, ())),
         Page("/customers?q={last name prefix}", "/customers", {"q": SEARCH_NAME}, True,
              prefix_lookup(raw, "last_name", SEARCH_NAME)),
@@ -407,6 +411,7 @@ def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int) -> s
     """Time one page and print its line; answers timed, over (target), missing or failed."""
     name, target = ("search_ms", SEARCH_TARGET_MS) if page.search else ("page_ms", PAGE_TARGET_MS)
     extra: dict[str, object] = {"page": page.path, "target": target}
+    extra |= {"summary": page.cache} if page.cache else {}
     if not page.url:
         line(db, name, None, "ms", **extra, note="missing: no timeline cursor found")
         return "missing"
@@ -416,6 +421,8 @@ def time_page(db: str, client: TestClient, raw: Raw, page: Page, runs: int) -> s
         return "missing"
     times = []
     for _ in range(runs if answer.status_code == 200 else 0):
+        if page.cache == "recomputed":
+            analytics.forget()  # the overview's summary, else cached for a minute
         began = time.perf_counter()
         answer = client.get(page.url, params=page.params or None)
         times.append((time.perf_counter() - began) * 1000)
@@ -448,7 +455,8 @@ def time_pages(db: str, url: str, size: Size, runs: int) -> None:
         with clock.frozen(NOW):
             client = signed_in_client()
             outcomes = {
-                p.path: time_page(db, client, raw, p, runs) for p in pages(raw, size, client)
+                f"{p.path} ({p.cache})" if p.cache else p.path: time_page(db, client, raw, p, runs)
+                for p in pages(raw, size, client)
             }
     finally:
         raw.conn.close()
