@@ -58,6 +58,7 @@ bench: install-test
 	$(BIN)/python -m bench.segments --quick
 	$(BIN)/python -m bench.messages --quick
 	$(BIN)/python -m bench.journeys --quick
+	$(BIN)/python -m bench.dashboard --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -154,6 +154,9 @@ def test_an_analyst_opens_a_journey_graph(new_page: Page, served: Served) -> Non
 
 PAGES = (
     "/",
+    "/segments/newsletter-subscribers",
+    "/journeys/abandoned-checkout",
+    "/messages/templates/order_confirmed/email",
     "/customers",
     "/segments",
     "/messages/templates",
@@ -169,9 +172,10 @@ PAGES = (
 )
 
 
-def test_every_page_fits_a_phone_screen(new_page: Page) -> None:
+@pytest.mark.parametrize(("screen", "width"), [("desktop", 1280), ("phone", 390)])
+def test_every_page_answers_and_fits_the_screen(new_page: Page, screen: str, width: int) -> None:
     sign_in(new_page, Role.OWNER)
-    new_page.set_viewport_size({"width": 390, "height": 844})
+    new_page.set_viewport_size({"width": width, "height": 844})
     too_wide = []
     for path in PAGES:
         answer = new_page.goto(path)
@@ -181,7 +185,7 @@ def test_every_page_fits_a_phone_screen(new_page: Page) -> None:
         )
         if overflow > 0:
             too_wide.append(f"{path}: {overflow}px wider than the screen")
-        screenshot(new_page, "phone" + path.replace("/", "-").rstrip("-"))
+        screenshot(new_page, f"{screen}{path.replace('/', '-').rstrip('-') or '-overview'}")
     assert not too_wide, "\n".join(too_wide)
 
 

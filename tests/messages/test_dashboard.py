@@ -126,6 +126,39 @@ def test_sms_preview_counts_segments_of_the_rendered_body(
     assert f"GSM-7 · {segments_count} segments · {rendered_length} characters" in answer.text
 
 
+def test_sms_preview_reads_the_sample_event_typed_beside_it(
+    client: TestClient, customer: CustomerFactory
+) -> None:
+    ada(customer)
+    token = signed_in_as(client, Role.MARKETER)
+    form = {"csrf_token": token, "locale": "en", "customer": "ada"}
+    form["f_body"] = "Order {{ event.order_id }} is on its way"
+
+    without = client.post("/messages/templates/beans/sms/preview", data=form)
+    with_event = client.post(
+        "/messages/templates/beans/sms/preview", data=form | {"event": '{"order_id": "A-17"}'}
+    )
+
+    assert "Order A-17 is on its way" not in without.text
+    assert with_event.status_code == 200, with_event.text
+    assert 'class="bubble">Order A-17 is on its way' in with_event.text
+
+
+def test_sms_preview_with_an_event_that_is_not_json_says_where(
+    client: TestClient, customer: CustomerFactory
+) -> None:
+    ada(customer)
+    token = signed_in_as(client, Role.MARKETER)
+    form = {"csrf_token": token, "locale": "en", "customer": "ada", "f_body": "Hi"}
+
+    answer = client.post(
+        "/messages/templates/beans/sms/preview", data=form | {"event": '{"order_id": '}
+    )
+
+    assert answer.status_code == 422
+    assert "the event is not JSON (line 1, column 14)" in answer.text
+
+
 def test_preview_refuses_marketing_without_consent_and_says_why(
     client: TestClient, customer: CustomerFactory
 ) -> None:

@@ -6,6 +6,7 @@ and policies of Settings in dashboard_settings.py. Their routers are included in
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.db import session_scope
-from regulars.errors import NotFound, RegularsError
+from regulars.errors import NotFound, RegularsError, ValidationFailed
 from regulars.identity.roles import Permission
 from regulars.identity.staff import SignedIn
 from regulars.messages import service
@@ -290,6 +291,7 @@ def preview_template(
     else:
         try:
             category = Category(form.get("category") or Category.TRANSACTIONAL)
+            event = _event_properties(form.get("event", ""))
             with session_scope(readonly=True) as session:
                 values["preview"] = service.preview_draft(
                     session,
@@ -298,6 +300,7 @@ def preview_template(
                     customer=customer,
                     locale=locale,
                     category=category,
+                    event=event,
                 )
                 values["to"] = _address(session, customer, channel)
         except RegularsError as error:
@@ -305,6 +308,21 @@ def preview_template(
             values["problems"] = problems_of(error, locale or "")
     values["sender"] = get_settings().email_from
     return render(request, "messages/staff/_preview.html", staff, status=status, **values)
+
+
+def _event_properties(text: str) -> dict[str, Any]:
+    """The sample event's properties typed in the preview: a JSON object, or nothing."""
+    if not text.strip():
+        return {}
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(
+            f"the event is not JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValidationFailed('the event is a JSON object, e.g. {"order_id": "1001"}')
+    return parsed
 
 
 def _address(session: Session, customer: str, channel: MessageChannel) -> str | None:

@@ -8,6 +8,7 @@ unsubscribes, provider callbacks), `replies` (inbound SMS/WhatsApp), `preference
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -324,10 +325,12 @@ def preview_draft(
     customer: str,
     locale: str | None = None,
     category: Category | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> PreviewRead:
     """Render unsaved content (one locale's fields) for one customer, with the policy
     verdict, as the template preview does; content with problems is refused (422) with the
-    field, line and column of each, as a template save is. Nothing is stored or sent."""
+    field, line and column of each, as a template save is. `event` stands in for the
+    triggering event's properties (`{{ event.order_id }}`). Nothing is stored or sent."""
     _check_inline(channel, source)
     request = SendRequest(
         customer_id=require_customer(session, customer),
@@ -335,6 +338,7 @@ def preview_draft(
         channel=channel,
         category=category,
         locale=locale,
+        event=dict(event or {}),
     )
     context = sending.gather(session, [request], now=clock.now())
     planned = sending.plan(request, context, render_refused=True)
