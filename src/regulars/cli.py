@@ -28,6 +28,7 @@ def _mount() -> None:
     if _mounted:
         return
     _mounted = True
+    from regulars.analytics.cli import app as analytics_app
     from regulars.customers.cli import app as customers_app
     from regulars.customers.cli import import_app
     from regulars.demo.cli import demo, simulate
@@ -64,6 +65,7 @@ def _mount() -> None:
     app.add_typer(push_app, name="push")
     app.add_typer(suppressions_app, name="suppressions")
     app.add_typer(journeys_app, name="journeys")
+    app.add_typer(analytics_app, name="analytics")
 
 
 def main() -> None:

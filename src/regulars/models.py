@@ -1,5 +1,6 @@
 """Every domain's models, imported once so metadata (and Alembic) sees all tables."""
 
+from regulars.analytics import models as analytics_models
 from regulars.customers import models as customers_models
 from regulars.db import Base
 from regulars.identity import models as identity_models
@@ -10,6 +11,7 @@ from regulars.segments import models as segments_models
 
 __all__ = [
     "Base",
+    "analytics_models",
     "customers_models",
     "identity_models",
     "jobs_models",

@@ -1,24 +1,50 @@
-"""The overview's figures. Counting over millions of events per request is too slow, so
-the summary is computed at most once a minute per process (per database) and kept in
-memory; the page says when it was computed. Recent activity is read live (the last rows
-of the events' primary key)."""
+"""The overview's figures, computed by the worker every minute (`analytics.refresh`) and stored
+as one snapshot row that the page reads by primary key. Recent activity is read live (the
+last rows of the events' primary key).
+
+A refresh is incremental: the window is DAYS days (UTC), and each day's figures (events,
+orders and their revenue, messages by channel and status) are kept in the snapshot. Today and
+yesterday are counted again at every refresh, and so is any day missing from the snapshot or
+not yet settled in it. A day is settled once it is two days old: a snapshot computed at or
+after the start of day D+2 holds day D's final figures, and later refreshes copy them as they
+are. An event back-dated into a settled day (a late import, a device that was offline for
+days) is therefore not counted in that day's figures until `regulars analytics refresh
+--full` recomputes every day of the window. Totals (customers, active customers, orders and
+revenue from the customers' facts) are recomputed at every refresh.
+"""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy.orm import Session
 
 from regulars.analytics import repository
 from regulars.customers.rules import MessageInvalid, order_amount_cents
-from regulars.kit import clock
 
 DAYS = 30
-FRESH_FOR = timedelta(minutes=1)
+OVERVIEW = "overview"  # the snapshot's key
+SETTLED_AFTER = timedelta(days=2)
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class DayFigures(TypedDict):
+    events: int
+    orders: int
+    revenue_cents: int
+    messages: dict[str, dict[str, int]]  # channel -> status -> n
+
+
+class OverviewPayload(TypedDict):
+    """The stored snapshot: totals, and each day of the window by its date (YYYY-MM-DD)."""
+
+    customers: int
+    active: int
+    orders: int
+    revenue_cents: int
+    days: dict[str, DayFigures]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +57,7 @@ class Summary:
     orders: int
     revenue_cents: int
     revenue_per_day_cents: list[int]
+    orders_per_day: list[int] = field(default_factory=list)
     messages: dict[str, dict[str, int]] = field(default_factory=dict)  # channel -> status -> n
 
     @property
@@ -48,30 +75,71 @@ class Activity:
     timestamp: datetime
 
 
-_cache: dict[str, Summary] = {}
-_lock = threading.Lock()
-
-
 def id_floor(at: datetime) -> str:
     """The smallest ULID made at `at` or later."""
     value = int(at.timestamp() * 1000) << 80
     return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
-def forget() -> None:
-    """Drop cached summaries (tests; a process that just loaded data)."""
-    _cache.clear()
+def overview(session: Session) -> Summary | None:
+    """The stored figures; None before the first refresh."""
+    stored = repository.get_snapshot(session, OVERVIEW)
+    if stored is None:
+        return None
+    return summarize(cast(OverviewPayload, stored.payload), computed_at=stored.computed_at)
 
 
-def summary(session: Session) -> Summary:
-    """The cached summary of this database, computed anew when older than a minute."""
-    key = repository.database_key(session)
-    now = clock.now()
-    with _lock:
-        cached = _cache.get(key)
-        if cached is None or now - cached.computed_at >= FRESH_FOR or now < cached.computed_at:
-            cached = _cache[key] = compute(session, now=now)
-    return cached
+def refresh(session: Session, *, now: datetime, full: bool = False) -> Summary:
+    """Compute the figures as of `now`, store them (flushed, not committed) and return them:
+    settled days from the stored snapshot, the others counted now; `full` counts every day."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [today - timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
+    settled = {} if full else _settled_days(session, before=today - timedelta(days=1))
+    days: dict[str, DayFigures] = {}
+    for start in starts:
+        key = start.date().isoformat()
+        days[key] = settled[key] if key in settled else _day_figures(session, start)
+    orders, cents = repository.revenue_totals(session)
+    payload = OverviewPayload(
+        customers=repository.count_customers(session),
+        active=repository.count_seen_since(session, now - timedelta(days=DAYS)),
+        orders=orders,
+        revenue_cents=cents,
+        days=days,
+    )
+    repository.save_snapshot(session, OVERVIEW, payload, computed_at=now)
+    return summarize(payload, computed_at=now)
+
+
+def _settled_days(session: Session, *, before: datetime) -> dict[str, DayFigures]:
+    """The stored days that are final: earlier than `before` (yesterday) and at least two
+    days old when the stored snapshot was computed."""
+    stored = repository.get_snapshot(session, OVERVIEW)
+    if stored is None:
+        return {}
+    days = cast(OverviewPayload, stored.payload).get("days", {})
+    kept = {}
+    for key, figures in days.items():
+        start = datetime.fromisoformat(key).replace(tzinfo=UTC)
+        if start < before and start + SETTLED_AFTER <= stored.computed_at:
+            kept[key] = figures
+    return kept
+
+
+def _day_figures(session: Session, start: datetime) -> DayFigures:
+    end = start + timedelta(days=1)
+    orders = repository.orders_between(session, start, end)
+    messages: dict[str, dict[str, int]] = {}
+    for channel, status, n in repository.deliveries_by_channel_status(
+        session, id_floor(start), id_floor(end)
+    ):
+        messages.setdefault(channel, {})[status] = n
+    return DayFigures(
+        events=repository.count_events_between(session, start, end),
+        orders=len(orders),
+        revenue_cents=sum(_order_cents(properties) for _, properties in orders),
+        messages=messages,
+    )
 
 
 def _order_cents(properties: dict[str, Any]) -> int:
@@ -81,29 +149,24 @@ def _order_cents(properties: dict[str, Any]) -> int:
         return 0
 
 
-def compute(session: Session, *, now: datetime) -> Summary:
-    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    starts = [today - timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
-    revenue = [0] * DAYS
-    for at, properties in repository.orders_since(session, starts[0]):
-        index = (at.astimezone(UTC) - starts[0]).days
-        if 0 <= index < DAYS:
-            revenue[index] += _order_cents(properties)
+def summarize(payload: OverviewPayload, *, computed_at: datetime) -> Summary:
+    days = sorted(payload["days"])
     messages: dict[str, dict[str, int]] = {}
-    for channel, status, n in repository.deliveries_by_channel_status(session, id_floor(starts[0])):
-        messages.setdefault(channel, {})[status] = n
-    orders, cents = repository.revenue_totals(session)
+    for key in days:
+        for channel, counts in payload["days"][key]["messages"].items():
+            by_status = messages.setdefault(channel, {})
+            for status, n in counts.items():
+                by_status[status] = by_status.get(status, 0) + n
     return Summary(
-        computed_at=now,
-        days=[s.date().isoformat() for s in starts],
-        customers=repository.count_customers(session),
-        active=repository.count_seen_since(session, now - timedelta(days=DAYS)),
-        events_per_day=[
-            repository.count_events_between(session, s, s + timedelta(days=1)) for s in starts
-        ],
-        orders=orders,
-        revenue_cents=cents,
-        revenue_per_day_cents=revenue,
+        computed_at=computed_at,
+        days=days,
+        customers=payload["customers"],
+        active=payload["active"],
+        events_per_day=[payload["days"][key]["events"] for key in days],
+        orders=payload["orders"],
+        revenue_cents=payload["revenue_cents"],
+        revenue_per_day_cents=[payload["days"][key]["revenue_cents"] for key in days],
+        orders_per_day=[payload["days"][key]["orders"] for key in days],
         messages=messages,
     )
 

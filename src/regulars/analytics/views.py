@@ -12,6 +12,7 @@ from regulars.analytics.service import Summary
 from regulars.db import session_scope
 from regulars.identity.roles import Permission
 from regulars.identity.staff import SignedIn
+from regulars.kit import clock
 from regulars.pages import page, render
 
 router = APIRouter(include_in_schema=False)
@@ -70,13 +71,23 @@ def messages_chart(summary: Summary) -> dict[str, Any]:
     }
 
 
+def _figures() -> tuple[Summary, list[service.Activity]]:
+    """The stored figures and the latest activity; before the worker's first refresh (a fresh
+    database) the figures are computed here and stored."""
+    with session_scope(readonly=True) as session:
+        summary = service.overview(session)
+        if summary is not None:
+            return summary, service.recent_activity(session) if summary.customers else []
+    with session_scope() as session:
+        summary = service.refresh(session, now=clock.now())
+        return summary, service.recent_activity(session) if summary.customers else []
+
+
 @router.get("/")
 def overview(
     request: Request, staff: SignedIn = Depends(page(Permission.CUSTOMERS_READ))
 ) -> HTMLResponse:
-    with session_scope(readonly=True) as session:
-        summary = service.summary(session)
-        activity = service.recent_activity(session) if summary.customers else []
+    summary, activity = _figures()
     return render(
         request,
         "analytics/overview.html",
