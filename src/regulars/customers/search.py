@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
-from regulars.customers import repository
 from regulars.customers.models import Customer
 from regulars.customers.reads import customer_reads
-from regulars.customers.repository import SearchField
+from regulars.customers.repository import search as repository
+from regulars.customers.repository.search import SearchField
 from regulars.customers.rules import MessageInvalid, normalise_phone
 from regulars.customers.schemas import CustomerPage
 from regulars.errors import ValidationFailed
