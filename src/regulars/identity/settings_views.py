@@ -200,14 +200,10 @@ def create_user(
 ) -> Response:
     try:
         wanted = _role(role)
-        if not may_manage(staff.role, wanted):
-            raise Forbidden(
-                f"a user with role {staff.role} cannot create a user with role {wanted}"
-            )
         secret, generated = _password(password, generate)
         with session_scope() as session:
             user = staff_service.create_user(
-                session, email, name=name, role=wanted, password=secret
+                session, email, name=name, role=wanted, password=secret, actor=staff.role
             )
             created = user.email
     except EXPECTED as exc:

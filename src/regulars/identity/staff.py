@@ -75,7 +75,18 @@ def _name(name: str) -> str:
     return name
 
 
-def create_user(session: Session, email: str, *, name: str, role: Role, password: str) -> StaffUser:
+def create_user(
+    session: Session,
+    email: str,
+    *,
+    name: str,
+    role: Role,
+    password: str,
+    actor: Role | None = None,
+) -> StaffUser:
+    """A new staff user; `actor` (the creating user's role; None: the command line) must be
+    allowed to manage `role`."""
+    _check_roles(actor, Role(role))
     email = _email(email)
     if repository.get_user_by_email(session, email) is not None:
         raise Conflict(f"a staff user with email {email} exists already")
@@ -109,13 +120,17 @@ def get_user(session: Session, user: str) -> StaffUser:
     return found
 
 
-def _check_may_manage(actor: Role | None, target: StaffUser, new_role: Role | None = None) -> None:
+def _check_roles(actor: Role | None, *roles: Role | None) -> None:
     """None is the command line, run by whoever holds the server: it may do anything."""
     if actor is None:
         return
-    for role in (target.role, new_role):
+    for role in roles:
         if role is not None and not may_manage(actor, Role(role)):
             raise Forbidden(f"a user with role {actor} cannot manage a user with role {role}")
+
+
+def _check_may_manage(actor: Role | None, target: StaffUser, new_role: Role | None = None) -> None:
+    _check_roles(actor, Role(target.role), new_role)
 
 
 def _keeps_an_owner(session: Session, user: StaffUser, *, losing: bool) -> None:
