@@ -25,12 +25,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from regulars import __version__
-from regulars.config import get_settings
 from regulars.db import session_scope
 from regulars.errors import Forbidden, RegularsError
 from regulars.identity import staff as staff_service
 from regulars.identity.roles import Permission, role_allows
 from regulars.identity.staff import SignedIn
+from regulars.kit import clock
 
 SESSION_COOKIE = "regulars_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -79,15 +79,21 @@ def is_dashboard_path(path: str) -> bool:
 
 
 def signed_in(request: Request) -> SignedIn | None:
-    """The live session behind the request's cookie, looked up once per request."""
+    """The live session behind the request's cookie, looked up once per request. A read
+    transaction (on SQLite, page views never wait for the writer), and a short write once a
+    minute to record the visit, as API keys record their use."""
     cached = getattr(request.state, "staff", None)
     if cached is not None:
         return cached if isinstance(cached, SignedIn) else None
     token = request.cookies.get(SESSION_COOKIE, "")
     found = None
     if token:
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             found = staff_service.session_for(session, token)
+    now = clock.now()
+    if found is not None and staff_service.needs_touch(found, at=now):
+        with session_scope() as session:
+            staff_service.touch(session, found.session_id, at=now)
     request.state.staff = found if found is not None else False
     return found
 
@@ -112,6 +118,15 @@ def check_csrf(staff: SignedIn, sent: str) -> None:
         )
 
 
+def check_role(staff: SignedIn, permission: Permission | None) -> None:
+    """403 unless the staff user's role grants `permission` (None: any signed-in user)."""
+    if permission is not None and not role_allows(staff.role, permission):
+        raise Forbidden(
+            f"your role ({staff.role}) may not do this; it needs {permission}",
+            details={"needed": permission.value, "role": staff.role.value},
+        )
+
+
 def page(permission: Permission | None) -> Callable[[Request], Awaitable[SignedIn]]:
     """A dependency for a dashboard route that needs `permission` (None: any signed-in user)."""
 
@@ -121,11 +136,7 @@ def page(permission: Permission | None) -> Callable[[Request], Awaitable[SignedI
             raise SignInRequired("sign in to see this page")
         if request.method not in SAFE_METHODS:
             check_csrf(staff, await csrf_token_sent(request))
-        if permission is not None and not role_allows(staff.role, permission):
-            raise Forbidden(
-                f"your role ({staff.role}) may not do this; it needs {permission}",
-                details={"needed": permission.value, "role": staff.role.value},
-            )
+        check_role(staff, permission)
         return staff
 
     GUARDS[dependency] = permission
@@ -162,8 +173,8 @@ def render(
     status: int = 200,
     **values: Any,
 ) -> HTMLResponse:
-    """A page in the layout, or only its `content` block when htmx asks for a fragment
-    (a template that extends nothing is rendered whole either way)."""
+    """`template` rendered with the layout's values (navigation for the role, the CSRF token);
+    a fragment is a template that extends nothing."""
     context = {
         "request": request,
         "staff": staff,
@@ -171,7 +182,6 @@ def render(
         "nav": [item for item in NAVIGATION if may(staff, item.permission)],
         "may": lambda permission: may(staff, permission),
         "csrf_token": staff.csrf_token if staff is not None else "",
-        "business": get_settings().email_from.split("<")[0].strip() or "regulars",
         **values,
     }
     html = environment.get_template(template).render(context)

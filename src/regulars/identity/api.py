@@ -17,9 +17,9 @@ from regulars.db import session_scope
 from regulars.errors import Forbidden, Unauthorized
 from regulars.identity import service
 from regulars.identity.models import ApiKeyScope, Source
-from regulars.identity.roles import Permission, role_allows
+from regulars.identity.roles import Permission
 from regulars.kit import clock
-from regulars.pages import CSRF_HEADER, GUARDS, SAFE_METHODS, check_csrf, signed_in
+from regulars.pages import CSRF_HEADER, GUARDS, SAFE_METHODS, check_csrf, check_role, signed_in
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -77,11 +77,7 @@ async def _staff_caller(request: Request, needed: Permission) -> Caller | None:
         return None
     if request.method not in SAFE_METHODS:
         check_csrf(staff, request.headers.get(CSRF_HEADER, ""))
-    if not role_allows(staff.role, needed):
-        raise Forbidden(
-            f"your role ({staff.role}) may not do this; it needs {needed}",
-            details={"needed": needed.value, "role": staff.role.value},
-        )
+    check_role(staff, needed)
     return Caller(staff.name, staff_user_id=staff.user_id)
 
 

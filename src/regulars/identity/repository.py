@@ -82,6 +82,12 @@ def get_session_with_user(
     return None if row is None else (row[0], row[1])
 
 
+def touch_session(session: Session, session_id: str, *, at: datetime) -> None:
+    session.execute(
+        update(StaffSession).where(StaffSession.id == session_id).values(last_seen_at=at)
+    )
+
+
 def revoke_session(session: Session, session_id: str, *, at: datetime) -> None:
     session.execute(
         update(StaffSession)

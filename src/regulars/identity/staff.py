@@ -51,6 +51,7 @@ class SignedIn:
     role: Role
     session_id: str
     csrf_token: str
+    last_seen_at: datetime
 
 
 def _email(email: str) -> str:
@@ -264,7 +265,8 @@ def _open_session(
 
 def session_for(session: Session, token: str) -> SignedIn | None:
     """Who holds this session token, when the session is live: not revoked, not past its
-    absolute end, not idle too long, and its user not disabled. Refreshes last_seen_at."""
+    absolute end, not idle too long, and its user not disabled. Reads only: the caller
+    records the visit with `touch` when `needs_touch` says so (once a minute at most)."""
     if not token or len(token) > 100:
         return None
     found = repository.get_session_with_user(session, sha256_hex(token))
@@ -277,10 +279,18 @@ def session_for(session: Session, token: str) -> SignedIn | None:
         return None
     if user.disabled_at is not None:
         return None
-    if now - row.last_seen_at >= SEEN_RESOLUTION:
-        row.last_seen_at = now
-        session.flush()
-    return SignedIn(user.id, user.email, user.name, Role(user.role), row.id, row.csrf_token)
+    return SignedIn(
+        user.id, user.email, user.name, Role(user.role), row.id, row.csrf_token, row.last_seen_at
+    )
+
+
+def needs_touch(signed: SignedIn, *, at: datetime) -> bool:
+    return at - signed.last_seen_at >= SEEN_RESOLUTION
+
+
+def touch(session: Session, session_id: str, *, at: datetime) -> None:
+    """Record a visit: the idle timeout counts from here."""
+    repository.touch_session(session, session_id, at=at)
 
 
 def sign_out(session: Session, session_id: str) -> None:

@@ -46,7 +46,6 @@ def _login_page(
         next=next_path,
         email=email,
         message=message,
-        demo_hint="",
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
