@@ -3,6 +3,7 @@ tasks of each page done the way a person does them, with a screenshot of every p
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -149,16 +150,18 @@ def test_a_marketer_sends_a_broadcast_to_the_sandbox_and_reads_it_there(
 
 
 def test_an_analyst_opens_a_journey_graph(new_page: Page, served: Served) -> None:
-    nodes = served.query(
+    ((definition,),) = served.query(
         "SELECT v.definition FROM journey_versions v JOIN journeys j ON j.id = v.journey_id "
         "WHERE j.key = 'welcome' ORDER BY v.version DESC LIMIT 1"
     )
-    assert nodes
+    node_ids = list(json.loads(definition)["nodes"])
     sign_in(new_page, Role.ANALYST)
     new_page.get_by_role("link", name="Journeys", exact=True).click()
     new_page.get_by_role("link", name="welcome").first.click()
     chart = new_page.locator(".chart svg")
     expect(chart).to_be_visible()
+    for node_id in node_ids:  # every node of the definition is drawn, labelled with its id
+        expect(chart.locator("text", has_text=f" · {node_id}").first).to_be_attached()
     expect(new_page.get_by_role("button", name="Pause")).to_have_count(0)
     screenshot(new_page, "journey-graph")
 
