@@ -18,7 +18,7 @@ from regulars.customers.models import (
     EventType,
     IdentityKind,
 )
-from regulars.customers.profiles import resolve_id, set_consents, update_traits
+from regulars.customers.profiles import set_consents, update_traits
 from regulars.customers.rules import ConsentChangeIn, MessageInvalid, normalise_email
 from regulars.customers.schemas import (
     ConsentRead,
@@ -106,9 +106,14 @@ def customer_reads(
 
 
 def live(session: Session, customer_id: str) -> Customer | None:
-    """The profile behind an id, following merges (a merged-away id answers the survivor)."""
-    resolved = resolve_id(session, customer_id)
-    return None if resolved is None else repository.get(session, resolved)
+    """The profile behind an id, following merges (a merged-away id answers the survivor).
+    The row found first is the one answered: resolving the id and then loading it again read
+    it twice (the session keeps no row nobody holds)."""
+    customer = repository.get(session, customer_id)
+    if customer is not None:
+        return customer
+    survivor = repository.survivor_of(session, customer_id)
+    return None if survivor is None else repository.get(session, survivor)
 
 
 def get_customer(session: Session, customer_id: str) -> CustomerRead | None:
