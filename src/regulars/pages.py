@@ -110,6 +110,13 @@ async def csrf_token_sent(request: Request) -> str:
     return ""
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form's text fields, as a dependency (the page guard has read the form for
+    its CSRF token already; Starlette keeps it)."""
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
 def check_csrf(staff: SignedIn, sent: str) -> None:
     if not sent or not hmac.compare_digest(sent, staff.csrf_token):
         raise Forbidden(

@@ -16,6 +16,7 @@ from regulars.db import Database, session_scope
 from regulars.jobs import service as jobs
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
+from regulars.kit.ids import id_floor, new_id
 from regulars.messages import service as messages
 from regulars.messages.models import MessageChannel
 from regulars.messages.sending import SendRequest
@@ -154,3 +155,12 @@ def test_the_worker_job_refreshes_the_stored_snapshot(moved_clock: FrozenClock) 
     found = stored()
     assert found is not None
     assert (found.computed_at, found.customers, day(found, TODAY)) == (NOW, 1, (1, 0, 0))
+
+
+def test_id_floor_bounds_the_ids_made_from_that_moment(moved_clock: FrozenClock) -> None:
+    before = new_id()
+    moved_clock.advance(timedelta(milliseconds=1))
+    floor = id_floor(clock.now())
+    after = new_id()
+    assert before < floor <= after
+    assert floor[:10] == after[:10] and floor[10:] == "0" * 16  # that millisecond, no random bits

@@ -120,12 +120,3 @@ def test_signed_out_visitors_go_to_sign_in(moved_clock: FrozenClock) -> None:
     response = TestClient(create_app(with_worker=False)).get("/", follow_redirects=False)
     assert response.status_code in (302, 303, 307)
     assert "/login" in response.headers["location"]
-
-
-def test_id_floor_bounds_the_ids_made_from_that_moment(moved_clock: FrozenClock) -> None:
-    from regulars.kit.ids import new_id
-
-    before = new_id()
-    moved_clock.advance(timedelta(milliseconds=1))
-    floor = service.id_floor(clock.now())
-    assert before < floor <= new_id()

@@ -128,6 +128,23 @@ def test_installing_without_the_csrf_token_is_403_and_installs_nothing(
         assert journeys.get(session, "welcome") is None
 
 
+def test_the_list_counts_each_journeys_runs(
+    client: TestClient, greeted: list[str], journey: JourneyFactory
+) -> None:
+    journey("quiet", DEFINITION)  # live, no runs: its row must not take greet's counts
+    signed_in_as(client, Role.ANALYST)
+    listed = client.get("/journeys").text
+    rows = {
+        key: re.findall(r"<td>([^<]*)</td>", row)
+        for row in listed.split("<tr>")[1:]
+        for key in re.findall(r'<small class="muted">([\w-]+)</small>', row)[:1]
+    }
+    runs = str(len(greeted))
+    # live version, in flight, entered, converted, conversion rate, uplift (no holdout)
+    assert rows["greet"][-6:] == ["1", runs, runs, "0", "0.0%", "-"]
+    assert rows["quiet"][-6:] == ["1", "0", "0", "0", "-", "-"]
+
+
 def test_graph_draws_every_node_with_its_counts(client: TestClient, greeted: list[str]) -> None:
     signed_in_as(client, Role.ANALYST)
     answer = client.get("/journeys/greet")

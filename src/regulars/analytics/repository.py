@@ -43,19 +43,16 @@ def count_customers(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
 
 
-def count_seen_since(session: Session, since: datetime) -> int:
-    query = select(func.count()).where(CustomerFacts.last_seen_at >= since)
-    return int(session.scalar(query) or 0)
-
-
-def revenue_totals(session: Session) -> tuple[int, int]:
-    """(orders, revenue in cents) of every customer, from their facts."""
+def facts_totals(session: Session, *, seen_since: datetime) -> tuple[int, int, int]:
+    """(customers seen since `seen_since`, orders, revenue in cents) of every customer, from
+    their facts: one scan of the table."""
     query = select(
+        func.count().filter(CustomerFacts.last_seen_at >= seen_since),
         func.coalesce(func.sum(CustomerFacts.orders_count), 0),
         func.coalesce(func.sum(CustomerFacts.revenue_total_cents), 0),
     )
-    orders, cents = session.execute(query).one()
-    return int(orders), int(cents)
+    active, orders, cents = session.execute(query).one()
+    return int(active), int(orders), int(cents)
 
 
 def count_events_between(session: Session, start: datetime, end: datetime) -> int:

@@ -15,19 +15,19 @@ revenue from the customers' facts) are recomputed at every refresh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, cast
 
 from sqlalchemy.orm import Session
 
 from regulars.analytics import repository
-from regulars.customers.rules import MessageInvalid, order_amount_cents
+from regulars.customers.rules import MessageInvalid, display_name, order_amount_cents
+from regulars.kit.ids import id_floor
 
 DAYS = 30
 OVERVIEW = "overview"  # the snapshot's key
 SETTLED_AFTER = timedelta(days=2)
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 class DayFigures(TypedDict):
@@ -57,8 +57,8 @@ class Summary:
     orders: int
     revenue_cents: int
     revenue_per_day_cents: list[int]
-    orders_per_day: list[int] = field(default_factory=list)
-    messages: dict[str, dict[str, int]] = field(default_factory=dict)  # channel -> status -> n
+    orders_per_day: list[int]
+    messages: dict[str, dict[str, int]]  # channel -> status -> n
 
     @property
     def events(self) -> int:
@@ -73,12 +73,6 @@ class Activity:
     name: str | None
     properties: dict[str, Any]
     timestamp: datetime
-
-
-def id_floor(at: datetime) -> str:
-    """The smallest ULID made at `at` or later."""
-    value = int(at.timestamp() * 1000) << 80
-    return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
 def overview(session: Session) -> Summary | None:
@@ -99,10 +93,10 @@ def refresh(session: Session, *, now: datetime, full: bool = False) -> Summary:
     for start in starts:
         key = start.date().isoformat()
         days[key] = settled[key] if key in settled else _day_figures(session, start)
-    orders, cents = repository.revenue_totals(session)
+    active, orders, cents = repository.facts_totals(session, seen_since=now - timedelta(days=DAYS))
     payload = OverviewPayload(
         customers=repository.count_customers(session),
-        active=repository.count_seen_since(session, now - timedelta(days=DAYS)),
+        active=active,
         orders=orders,
         revenue_cents=cents,
         days=days,
@@ -175,7 +169,7 @@ def recent_activity(session: Session, *, limit: int = 20) -> list[Activity]:
     return [
         Activity(
             customer_id=customer.id,
-            customer=" ".join(p for p in (customer.first_name, customer.last_name) if p)
+            customer=display_name(customer.first_name, customer.last_name)
             or customer.email
             or customer.id,
             type=str(event.type),

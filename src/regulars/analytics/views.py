@@ -18,36 +18,28 @@ from regulars.pages import page, render
 router = APIRouter(include_in_schema=False)
 
 
-def _axis(days: list[str]) -> dict[str, Any]:
-    return {"type": "category", "data": [d[5:] for d in days]}
+def _per_day(
+    summary: Summary, series: dict[str, Any], *, left: int, y_axis: dict[str, Any]
+) -> dict[str, Any]:
+    """One series over the window's days (labelled MM-DD)."""
+    return {
+        "tooltip": {"trigger": "axis"},
+        "grid": {"left": left, "right": 16, "top": 16, "bottom": 32},
+        "xAxis": {"type": "category", "data": [d[5:] for d in summary.days]},
+        "yAxis": y_axis,
+        "series": [series],
+    }
 
 
 def events_chart(summary: Summary) -> dict[str, Any]:
-    return {
-        "tooltip": {"trigger": "axis"},
-        "grid": {"left": 48, "right": 16, "top": 16, "bottom": 32},
-        "xAxis": _axis(summary.days),
-        "yAxis": {"type": "value", "minInterval": 1},
-        "series": [
-            {"name": "Events", "type": "line", "smooth": True, "data": summary.events_per_day}
-        ],
-    }
+    series = {"name": "Events", "type": "line", "smooth": True, "data": summary.events_per_day}
+    return _per_day(summary, series, left=48, y_axis={"type": "value", "minInterval": 1})
 
 
 def revenue_chart(summary: Summary) -> dict[str, Any]:
-    return {
-        "tooltip": {"trigger": "axis"},
-        "grid": {"left": 56, "right": 16, "top": 16, "bottom": 32},
-        "xAxis": _axis(summary.days),
-        "yAxis": {"type": "value"},
-        "series": [
-            {
-                "name": "Revenue",
-                "type": "bar",
-                "data": [cents / 100 for cents in summary.revenue_per_day_cents],
-            }
-        ],
-    }
+    data = [cents / 100 for cents in summary.revenue_per_day_cents]
+    series = {"name": "Revenue", "type": "bar", "data": data}
+    return _per_day(summary, series, left=56, y_axis={"type": "value"})
 
 
 def messages_chart(summary: Summary) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from regulars.customers import importer, service
-from regulars.customers.rules import MessageInvalid, normalise_email
+from regulars.customers.rules import MessageInvalid, display_name, normalise_email
 from regulars.customers.schemas import ConsentRead, CustomerQuery, CustomerRead, EventRead
 from regulars.db import session_scope
 from regulars.errors import NotFound, ValidationFailed
@@ -37,7 +37,7 @@ def _text(value: object) -> str:
 
 def _profile(customer: CustomerRead) -> Table:
     table = Table.grid(padding=(0, 2))
-    name = " ".join(part for part in (customer.first_name, customer.last_name) if part)
+    name = display_name(customer.first_name, customer.last_name)
     rows = {
         "id": customer.id,
         "external id": customer.external_id,
@@ -134,7 +134,7 @@ def list_customers(
         page = service.list_customers(session, query, cursor=None, limit=limit)
     table = Table("id", "external id", "email", "name", "orders", "revenue", "last seen at")
     for customer in page.items:
-        name = " ".join(part for part in (customer.first_name, customer.last_name) if part)
+        name = display_name(customer.first_name, customer.last_name)
         table.add_row(
             customer.id,
             _text(customer.external_id),

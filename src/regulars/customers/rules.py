@@ -448,3 +448,8 @@ class Facts:
 
 
 FACT_FIELDS = tuple(Facts.__dataclass_fields__)
+
+
+def display_name(first_name: str | None, last_name: str | None) -> str:
+    """ "First Last", either one alone, or "" when the profile has no name."""
+    return " ".join(part for part in (first_name, last_name) if part)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from regulars.customers import service
-from regulars.customers.rules import ORDER_COMPLETED, MessageInvalid, order_amount_cents
+from regulars.customers.rules import (
+    ORDER_COMPLETED,
+    MessageInvalid,
+    display_name,
+    order_amount_cents,
+)
 from regulars.customers.schemas import CustomerPage, CustomerQuery, CustomerRead, EventRead
 from regulars.db import session_scope
 from regulars.errors import NotFound
@@ -20,6 +25,7 @@ from regulars.identity.roles import Permission
 from regulars.identity.staff import SignedIn
 from regulars.journeys import service as journeys
 from regulars.kit import clock
+from regulars.kit.zones import zone_or_utc
 from regulars.messages import service as messages
 from regulars.pages import page, render
 from regulars.segments import service as segments
@@ -96,13 +102,6 @@ def customers_list(
 # --- the profile ---
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def _money(properties: dict[str, Any]) -> str:
     try:
         cents = order_amount_cents(properties)
@@ -177,11 +176,11 @@ def _local(at: datetime | None, zone: ZoneInfo) -> str:
 
 
 def _profile_values(session: Session, customer: CustomerRead) -> dict[str, Any]:
-    zone = _zone(customer.timezone)
+    zone = zone_or_utc(customer.timezone)
     events = service.list_events(session, customer.id, limit=PAGE)
     runs = journeys.runs_of_customer(session, customer.id).items
     deliveries = messages.list_deliveries(session, customer=customer.id, limit=20).items
-    name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
+    name = display_name(customer.first_name, customer.last_name)
     return {
         "title": name or customer.email or customer.id,
         "customer": customer,
@@ -223,7 +222,7 @@ def customer_timeline(
         zones = service.time_zones(session, [customer_id])
     if events is None:
         raise NotFound(f"no customer with id {customer_id!r}", details={"id": customer_id})
-    items = timeline_items(events.items, _zone(zones.get(customer_id)))
+    items = timeline_items(events.items, zone_or_utc(zones.get(customer_id)))
     return render(
         request,
         "customers/_timeline.html",

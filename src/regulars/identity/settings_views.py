@@ -7,8 +7,11 @@ refused (403) on an owner, and the last owner cannot be demoted or disabled (409
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from regulars.db import session_scope
 from regulars.errors import Conflict, Forbidden, NotFound, RegularsError, ValidationFailed
@@ -38,6 +41,24 @@ DONE = {
 
 def _done(done: str) -> str:
     return DONE.get(done, "")
+
+
+def _apply(
+    request: Request,
+    staff: SignedIn,
+    action: Callable[[Session], object],
+    *,
+    back: str,
+    done: str,
+) -> Response:
+    """Run `action` in one transaction, then redirect to the page `back` with `done`'s message;
+    an expected error shows that page again with it, at the error's status."""
+    try:
+        with session_scope() as session:
+            action(session)
+    except EXPECTED as exc:
+        return _PAGES[back](request, staff, error=exc)
+    return RedirectResponse(f"{back}?done={done}", status_code=303)
 
 
 # --- sources and API keys ---
@@ -78,12 +99,13 @@ def create_source(
     name: str = Form("", max_length=1000),
     staff: SignedIn = Depends(can_manage_settings),
 ) -> Response:
-    try:
-        with session_scope() as session:
-            service.create_source(session, name)
-    except EXPECTED as exc:
-        return _settings_page(request, staff, error=exc)
-    return RedirectResponse("/settings?done=source", status_code=303)
+    return _apply(
+        request,
+        staff,
+        lambda session: service.create_source(session, name),
+        back="/settings",
+        done="source",
+    )
 
 
 @router.post("/settings/api-keys")
@@ -99,7 +121,7 @@ def create_api_key(
             raise ValidationFailed("choose a scope: read, write or admin")
         with session_scope() as session:
             api_key, secret = service.create_api_key(session, name, ApiKeyScope(scope))
-            shown = {"name": api_key.name, "scope": api_key.scope, "prefix": api_key.prefix}
+            what = f"API key “{api_key.name}” (scope {api_key.scope})"
     except EXPECTED as exc:
         return _settings_page(request, staff, error=exc)
     return render(
@@ -108,7 +130,7 @@ def create_api_key(
         staff,
         status=201,
         title="API key created",
-        what=f"API key “{shown['name']}” (scope {shown['scope']})",
+        what=what,
         secret=secret,
         back="/settings",
         hint="Send it as `Authorization: Bearer <key>`. Only its SHA-256 is stored: copy it "
@@ -120,12 +142,13 @@ def create_api_key(
 def revoke_api_key(
     request: Request, api_key_id: str, staff: SignedIn = Depends(can_manage_settings)
 ) -> Response:
-    try:
-        with session_scope() as session:
-            service.revoke_api_key(session, api_key_id)
-    except EXPECTED as exc:
-        return _settings_page(request, staff, error=exc)
-    return RedirectResponse("/settings?done=revoked", status_code=303)
+    return _apply(
+        request,
+        staff,
+        lambda session: service.revoke_api_key(session, api_key_id),
+        back="/settings",
+        done="revoked",
+    )
 
 
 # --- staff users ---
@@ -158,6 +181,12 @@ def _users_page(
         message=message,
         error=error,
     )
+
+
+_PAGES: dict[str, Callable[..., HTMLResponse]] = {
+    "/settings": _settings_page,
+    "/settings/users": _users_page,
+}
 
 
 def _role(value: str) -> Role:
@@ -220,37 +249,39 @@ def change_role(
     role: str = Form("", max_length=20),
     staff: SignedIn = Depends(can_manage_users),
 ) -> Response:
-    try:
-        wanted = _role(role)
-        with session_scope() as session:
-            staff_service.set_role(session, user_id, wanted, actor=staff.role)
-    except EXPECTED as exc:
-        return _users_page(request, staff, error=exc)
-    return RedirectResponse("/settings/users?done=role", status_code=303)
+    return _apply(
+        request,
+        staff,
+        lambda session: staff_service.set_role(session, user_id, _role(role), actor=staff.role),
+        back="/settings/users",
+        done="role",
+    )
 
 
 @router.post("/settings/users/{user_id}/disable")
 def disable_user(
     request: Request, user_id: str, staff: SignedIn = Depends(can_manage_users)
 ) -> Response:
-    try:
-        with session_scope() as session:
-            staff_service.disable_user(session, user_id, actor=staff.role)
-    except EXPECTED as exc:
-        return _users_page(request, staff, error=exc)
-    return RedirectResponse("/settings/users?done=disabled", status_code=303)
+    return _apply(
+        request,
+        staff,
+        lambda session: staff_service.disable_user(session, user_id, actor=staff.role),
+        back="/settings/users",
+        done="disabled",
+    )
 
 
 @router.post("/settings/users/{user_id}/enable")
 def enable_user(
     request: Request, user_id: str, staff: SignedIn = Depends(can_manage_users)
 ) -> Response:
-    try:
-        with session_scope() as session:
-            staff_service.enable_user(session, user_id, actor=staff.role)
-    except EXPECTED as exc:
-        return _users_page(request, staff, error=exc)
-    return RedirectResponse("/settings/users?done=enabled", status_code=303)
+    return _apply(
+        request,
+        staff,
+        lambda session: staff_service.enable_user(session, user_id, actor=staff.role),
+        back="/settings/users",
+        done="enabled",
+    )
 
 
 @router.post("/settings/users/{user_id}/password")

@@ -140,10 +140,11 @@ def _keeps_an_owner(session: Session, user: StaffUser, *, losing: bool) -> None:
 
 
 def set_role(session: Session, user: str, role: Role, *, actor: Role | None = None) -> StaffUser:
+    role = Role(role)
     found = get_user(session, user)
-    _check_may_manage(actor, found, Role(role))
-    _keeps_an_owner(session, found, losing=Role(role) is not Role.OWNER)
-    found.role = Role(role)
+    _check_may_manage(actor, found, role)
+    _keeps_an_owner(session, found, losing=role is not Role.OWNER)
+    found.role = role
     found.updated_at = clock.now()
     session.flush()
     return found
@@ -154,10 +155,10 @@ def disable_user(session: Session, user: str, *, actor: Role | None = None) -> S
     found = get_user(session, user)
     _check_may_manage(actor, found)
     _keeps_an_owner(session, found, losing=True)
+    now = clock.now()
     if found.disabled_at is None:
-        found.disabled_at = clock.now()
-        found.updated_at = found.disabled_at
-    repository.revoke_sessions(session, found.id, at=clock.now())
+        found.disabled_at = found.updated_at = now
+    repository.revoke_sessions(session, found.id, at=now)
     session.flush()
     return found
 

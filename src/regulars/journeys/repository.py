@@ -453,3 +453,23 @@ def runs_of_journey(
     if customer_id is not None:
         query = query.where(JourneyRun.customer_id == customer_id)
     return list(session.scalars(query))
+
+
+def run_counts_of(
+    session: Session, journey_ids: Sequence[str]
+) -> list[tuple[str, str, str | None, int, int]]:
+    """(journey, state, variant, runs, conversions) for the runs of several journeys at once."""
+    if not journey_ids:
+        return []
+    query = (
+        select(
+            JourneyRun.journey_id,
+            JourneyRun.state,
+            JourneyRun.variant,
+            func.count(),
+            func.count(JourneyRun.converted_at),
+        )
+        .where(JourneyRun.journey_id.in_(list(journey_ids)))
+        .group_by(JourneyRun.journey_id, JourneyRun.state, JourneyRun.variant)
+    )
+    return [(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in session.execute(query)]

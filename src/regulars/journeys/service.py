@@ -364,25 +364,29 @@ class RunInspection:
 
 
 def summaries(session: Session, *, limit: int = 200) -> list[JourneySummary]:
-    """The first `limit` journeys by key, each with its run counts (one grouped query each)."""
-    found = []
-    for journey in repository.list_after(session, after=None, limit=limit):
-        totals = {"runs": 0, "in_flight": 0, "conversions": 0}
-        arms: dict[str, tuple[int, int]] = {}
-        for state, variant, runs, conversions, _ in repository.run_counts(session, journey.id):
-            totals["runs"] += runs
-            totals["in_flight"] += runs if state in ("active", "waiting") else 0
-            totals["conversions"] += conversions
-            before = arms.get(variant or "", (0, 0))
-            arms[variant or ""] = (before[0] + runs, before[1] + conversions)
-        found.append(
-            JourneySummary(
-                journey=definitions.journey_read(session, journey),
-                uplift=_treatment_uplift(arms),
-                **totals,
-            )
-        )
-    return found
+    """The first `limit` journeys by key, each with its run counts (one grouped query for all)."""
+    found = repository.list_after(session, after=None, limit=limit)
+    counts: dict[str, list[tuple[str, str | None, int, int]]] = {j.id: [] for j in found}
+    for journey_id, state, variant, runs, conversions in repository.run_counts_of(
+        session, list(counts)
+    ):
+        counts[journey_id].append((state, variant, runs, conversions))
+    return [_summary(definitions.journey_read(session, j), counts[j.id]) for j in found]
+
+
+def _summary(
+    journey: JourneyRead, counts: list[tuple[str, str | None, int, int]]
+) -> JourneySummary:
+    """(state, variant, runs, conversions) rows added up, with the uplift of the arms."""
+    totals = {"runs": 0, "in_flight": 0, "conversions": 0}
+    arms: dict[str, tuple[int, int]] = {}
+    for state, variant, runs, conversions in counts:
+        totals["runs"] += runs
+        totals["in_flight"] += runs if state in ("active", "waiting") else 0
+        totals["conversions"] += conversions
+        before = arms.get(variant or "", (0, 0))
+        arms[variant or ""] = (before[0] + runs, before[1] + conversions)
+    return JourneySummary(journey=journey, uplift=_treatment_uplift(arms), **totals)
 
 
 def _treatment_uplift(arms: dict[str, tuple[int, int]]) -> float | None:
@@ -399,10 +403,9 @@ def blueprint_list() -> list[BlueprintRead]:
     return [BlueprintRead.model_validate(b) for b in blueprints.all_blueprints()]
 
 
-def graph_of(session: Session, key: str) -> Graph | None:
+def graph_of(session: Session, journey: JourneyRead) -> Graph | None:
     """The live version's graph, or the draft's before the first publish (None when the
     draft does not compile)."""
-    journey = definitions.require(session, key)
     if journey.live_version is not None:
         return catalog.graph_of(session, journey.id, journey.live_version)
     try:
@@ -411,15 +414,14 @@ def graph_of(session: Session, key: str) -> Graph | None:
         return None
 
 
-def recent_runs(session: Session, key: str, *, customer: str | None, limit: int = 50) -> RunList:
+def recent_runs(
+    session: Session, journey: JourneyRead, *, customer: str | None, limit: int = 50
+) -> RunList:
     """The journey's newest runs, or those of one customer (by id, external id or email; a
     Conflict when several customers have the email)."""
-    journey = definitions.require(session, key)
     customer_id = None
     if customer:
-        customer_id = customers.resolve_id(session, customer) or customers.find_customer(
-            session, customer
-        )
+        customer_id = customers.find_customer(session, customer)  # follows merges too
         if customer_id is None:
             return RunList(items=[])
     runs = repository.runs_of_journey(session, journey.id, customer_id=customer_id, limit=limit)
@@ -427,8 +429,8 @@ def recent_runs(session: Session, key: str, *, customer: str | None, limit: int 
 
 
 def inspect_run(session: Session, run_id: str) -> RunInspection | None:
+    run = repository.get_run(session, run_id)  # held, so run_detail reads it from the session
     detail = run_detail(session, run_id)
-    run = repository.get_run(session, run_id)
     if detail is None or run is None:
         return None
     deliveries = {}

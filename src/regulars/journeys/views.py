@@ -157,9 +157,9 @@ def _journey_page(
         if journey is None:
             raise NotFound(f"journey {key!r} not found")
         stats = service.stats_of(session, key)
-        graph = service.graph_of(session, key)
+        graph = service.graph_of(session, journey)
         try:
-            runs = service.recent_runs(session, key, customer=customer or None).items
+            runs = service.recent_runs(session, journey, customer=customer or None).items
         except Conflict as exc:  # an email several customers share
             runs, runs_error = [], exc.message
         else:

@@ -8,6 +8,7 @@ import random
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from regulars.kit import clock
 
@@ -18,7 +19,16 @@ def new_id() -> str:
     """A 26-character Crockford base32 ULID; ids made later sort after earlier ones."""
     millis = int(clock.now().timestamp() * 1000)
     bits = _seeded.getrandbits(80) if _seeded is not None else int.from_bytes(os.urandom(10))
-    value = (millis << 80) | bits
+    return _encoded((millis << 80) | bits)
+
+
+def id_floor(at: datetime) -> str:
+    """The smallest id `new_id` makes at `at` or later: ids made in [a, b) are the key range
+    [id_floor(a), id_floor(b)), so a table keyed by these ids is also indexed by time."""
+    return _encoded(int(at.timestamp() * 1000) << 80)
+
+
+def _encoded(value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

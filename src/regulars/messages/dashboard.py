@@ -26,7 +26,7 @@ from regulars.messages.dashboard_log import router as log_router
 from regulars.messages.dashboard_settings import router as settings_router
 from regulars.messages.models import Category, MessageChannel
 from regulars.messages.schemas import KEY_PATTERN, TemplateRead, TemplateWrite
-from regulars.pages import page, render
+from regulars.pages import form_fields, page, render
 
 router = APIRouter(include_in_schema=False)
 router.include_router(log_router)
@@ -66,12 +66,6 @@ FIELDS: dict[MessageChannel, list[tuple[str, str, str]]] = {
 _KEY = re.compile(KEY_PATTERN)
 
 
-async def form_fields(request: Request) -> dict[str, str]:
-    """The posted form's text fields (the page dependency has read it already)."""
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
 def source_of(channel: MessageChannel, form: dict[str, str]) -> dict[str, Any]:
     """One locale's source from the editor's fields (`f_<field>`); empty optional fields are
     left out so the channel's defaults apply."""
@@ -108,16 +102,18 @@ def field_values(channel: MessageChannel, source: dict[str, Any]) -> dict[str, s
     return values
 
 
-def problems_of(error: RegularsError | ValidationError, locale: str) -> list[dict[str, Any]]:
-    """Each problem with its locale, field, line and column, as the API's 422 lists them."""
+def problems_of(error: Exception, locale: str) -> list[dict[str, Any]]:
+    """Each problem with its locale, field, line and column, as the API's 422 lists them
+    (any other error, e.g. an unknown category, as its one message)."""
     if isinstance(error, ValidationError):
         return [
             {"locale": None, "field": ".".join(map(str, e["loc"])), "message": e["msg"]}
             for e in error.errors(include_url=False)
         ]
-    if isinstance(error.details, list):
+    if isinstance(error, RegularsError) and isinstance(error.details, list):
         return [{"locale": locale, **problem} for problem in error.details]
-    return [{"locale": None, "field": None, "message": error.message}]
+    message = error.message if isinstance(error, RegularsError) else str(error)
+    return [{"locale": None, "field": None, "message": message}]
 
 
 # --- templates ---
@@ -261,11 +257,7 @@ def save_template(
             )
             saved = service.templates.save(session, key, channel, data)
     except (RegularsError, ValidationError, ValueError) as error:
-        problems = (
-            problems_of(error, locale)
-            if isinstance(error, RegularsError | ValidationError)
-            else [{"locale": None, "field": None, "message": str(error)}]
-        )
+        problems = problems_of(error, locale)
         return _editor(
             request, staff, key, channel, template, locale=locale, form=form, problems=problems
         )

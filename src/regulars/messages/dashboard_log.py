@@ -17,9 +17,9 @@ from regulars.errors import NotFound, RegularsError
 from regulars.identity.roles import Permission
 from regulars.identity.staff import SignedIn
 from regulars.messages import service
-from regulars.messages.models import DeliveryStatus, MessageChannel
+from regulars.messages.models import PENDING_STATUSES, DeliveryStatus, MessageChannel
 from regulars.messages.schemas import BroadcastCreate, BroadcastRead
-from regulars.pages import page, render
+from regulars.pages import form_fields, page, render
 from regulars.segments import service as segments
 
 router = APIRouter(include_in_schema=False)
@@ -52,12 +52,6 @@ RESULTS: dict[str, frozenset[DeliveryStatus]] = {
     "unsubscribed": frozenset({DeliveryStatus.UNSUBSCRIBED}),
     "failed": frozenset({DeliveryStatus.FAILED, DeliveryStatus.BOUNCED}),
 }
-PENDING = frozenset({DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING})
-
-
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def results(progress: dict[str, int]) -> dict[str, int]:
@@ -67,24 +61,23 @@ def results(progress: dict[str, int]) -> dict[str, int]:
 def progress_of(broadcast: BroadcastRead) -> dict[str, int]:
     """Queued members (the audience so far) and how many of their messages are settled."""
     total = sum(broadcast.progress.values())
-    pending = sum(broadcast.progress.get(s.value, 0) for s in PENDING)
+    pending = sum(broadcast.progress.get(s.value, 0) for s in PENDING_STATUSES)
     return {"audience": broadcast.audience, "total": total, "done": total - pending}
 
 
-def results_chart(broadcasts: list[BroadcastRead]) -> dict[str, Any]:
-    """ECharts: one group of bars per broadcast, a bar per result."""
-    names = [b.name for b in broadcasts]
+def results_chart(rows: list[tuple[BroadcastRead, dict[str, int]]]) -> dict[str, Any]:
+    """ECharts: one group of bars per broadcast (with its results), a bar per result."""
     return {
         "tooltip": {"trigger": "axis"},
         "legend": {"top": 0},
         "grid": {"left": 40, "right": 10, "bottom": 30, "top": 40},
-        "xAxis": {"type": "category", "data": names},
+        "xAxis": {"type": "category", "data": [b.name for b, _counts in rows]},
         "yAxis": {"type": "value", "minInterval": 1},
         "series": [
             {
                 "name": result,
                 "type": "bar",
-                "data": [results(b.progress)[result] for b in broadcasts],
+                "data": [counts[result] for _b, counts in rows],
             }
             for result in RESULTS
         ],
@@ -108,14 +101,16 @@ def _broadcasts(
         found = service.list_broadcasts(session, limit=BROADCASTS_SHOWN)
         segment_keys = [s.key for s in segments.list_page(session, cursor=None, limit=200).items]
         template_keys = sorted({t.key for t in service.templates.list_all(session)})
+    counted = [(b, results(b.progress)) for b in found]
     return render(
         request,
         "messages/staff/broadcasts.html",
         staff,
         status=422 if problems else 200,
         title="Broadcasts",
-        broadcasts=[(b, progress_of(b), results(b.progress)) for b in found],
-        chart=results_chart(list(reversed(found))) if found else None,
+        broadcasts=[(b, progress_of(b), counts) for b, counts in counted],
+        result_names=list(RESULTS),
+        chart=results_chart(counted[::-1]) if found else None,
         segment_keys=segment_keys,
         template_keys=template_keys,
         channels=list(MessageChannel),
@@ -127,7 +122,7 @@ def _broadcasts(
 @router.post("/messages/broadcasts", response_class=HTMLResponse)
 def create_broadcast(
     request: Request,
-    form: dict[str, str] = Depends(_form),
+    form: dict[str, str] = Depends(form_fields),
     staff: SignedIn = Depends(page(Permission.MESSAGES_WRITE)),
 ) -> Response:
     """From the form: segment, template, channel, now or at a time (UTC) → its page."""
@@ -215,6 +210,25 @@ def _choice(value: str, allowed: type[MessageChannel] | type[DeliveryStatus], na
     return allowed(value)
 
 
+def _listing(*, channel: str, status: str = "", cursor: str | None, **query: Any) -> dict[str, Any]:
+    """One page of deliveries (`items`, `next_cursor`), or the `problem` with the filters:
+    an unknown channel or status, a stale cursor."""
+    try:
+        with session_scope(readonly=True) as session:
+            found = service.list_deliveries(
+                session,
+                channel=_choice(channel, MessageChannel, "channel"),
+                status=_choice(status, DeliveryStatus, "status"),
+                cursor=cursor or None,
+                limit=PAGE,
+                **query,
+            )
+    except (RegularsError, ValueError) as error:
+        problem = error.message if isinstance(error, RegularsError) else str(error)
+        return {"items": [], "next_cursor": None, "problem": problem}
+    return {"items": found.items, "next_cursor": found.next_cursor, "problem": None}
+
+
 @router.get("/messages/deliveries", response_class=HTMLResponse)
 def deliveries_page(
     request: Request,
@@ -235,36 +249,26 @@ def deliveries_page(
         "template": template.strip(),
         "broadcast": broadcast.strip(),
     }
-    problem, items, next_cursor = None, [], None
-    try:
-        with session_scope(readonly=True) as session:
-            found = service.list_deliveries(
-                session,
-                channel=_choice(channel, MessageChannel, "channel"),
-                status=_choice(status, DeliveryStatus, "status"),
-                provider=filters["provider"] or None,
-                customer=filters["customer"] or None,
-                template=filters["template"] or None,
-                broadcast_id=filters["broadcast"] or None,
-                cursor=cursor or None,
-                limit=PAGE,
-            )
-        items, next_cursor = found.items, found.next_cursor
-    except (RegularsError, ValueError) as error:
-        problem = error.message if isinstance(error, RegularsError) else str(error)
+    listing = _listing(
+        channel=channel,
+        status=status,
+        cursor=cursor,
+        provider=filters["provider"] or None,
+        customer=filters["customer"] or None,
+        template=filters["template"] or None,
+        broadcast_id=filters["broadcast"] or None,
+    )
     return render(
         request,
         "messages/staff/deliveries.html",
         staff,
-        status=422 if problem else 200,
+        status=422 if listing["problem"] else 200,
         title="Deliveries",
         filters=filters,
         filtered=any(filters.values()),
         channels=list(MessageChannel),
         statuses=list(DeliveryStatus),
-        items=items,
-        next_cursor=next_cursor,
-        problem=problem,
+        **listing,
     )
 
 
@@ -295,31 +299,16 @@ def outbox_page(
     cursor: str | None = None,
     staff: SignedIn = Depends(page(Permission.MESSAGES_READ)),
 ) -> Response:
-    problem, items, next_cursor = None, [], None
-    try:
-        with session_scope(readonly=True) as session:
-            found = service.list_deliveries(
-                session,
-                provider=SANDBOX,
-                channel=_choice(channel, MessageChannel, "channel"),
-                cursor=cursor or None,
-                limit=PAGE,
-                with_content=True,
-            )
-        items, next_cursor = found.items, found.next_cursor
-    except (RegularsError, ValueError) as error:
-        problem = error.message if isinstance(error, RegularsError) else str(error)
+    listing = _listing(channel=channel, cursor=cursor, provider=SANDBOX, with_content=True)
     return render(
         request,
         "messages/staff/outbox.html",
         staff,
-        status=422 if problem else 200,
+        status=422 if listing["problem"] else 200,
         title="Sandbox outbox",
         channel=channel,
         channels=list(MessageChannel),
-        items=items,
-        next_cursor=next_cursor,
-        problem=problem,
+        **listing,
     )
 
 

@@ -21,7 +21,7 @@ from regulars.messages import service
 from regulars.messages.channels import TRANSPORTS
 from regulars.messages.models import MessageChannel
 from regulars.messages.schemas import KEY_PATTERN, ProviderRead, ProviderWrite
-from regulars.pages import page, render
+from regulars.pages import form_fields, page, render
 
 router = APIRouter(include_in_schema=False)
 MASK = "********"
@@ -37,11 +37,6 @@ POLICY_SETTINGS = (
     ("auto_channel_order", "Channel order for `auto`"),
     ("delivery_max_attempts", "Attempts before a delivery fails"),
 )
-
-
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _by_channel(found: list[ProviderRead]) -> dict[str, list[ProviderRead]]:
@@ -91,7 +86,7 @@ def providers_page(
 @router.post("/settings/providers", response_class=HTMLResponse)
 def save_provider(
     request: Request,
-    form: dict[str, str] = Depends(_form),
+    form: dict[str, str] = Depends(form_fields),
     staff: SignedIn = Depends(page(Permission.SETTINGS_MANAGE)),
 ) -> Response:
     """Create or replace a provider; a secret left masked keeps its stored value."""
@@ -137,7 +132,7 @@ def _unmasked(config: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
 def send_provider_test(
     request: Request,
     name: str,
-    form: dict[str, str] = Depends(_form),
+    form: dict[str, str] = Depends(form_fields),
     staff: SignedIn = Depends(page(Permission.SETTINGS_MANAGE)),
 ) -> Response:
     """One test message through this provider; the page shows what it answered."""

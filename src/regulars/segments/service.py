@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from regulars.customers import service as customers
+from regulars.customers.rules import display_name
 from regulars.errors import NotFound
 from regulars.jobs import service as jobs
 from regulars.kit import clock
@@ -189,7 +190,7 @@ def exists(session: Session, key: str) -> bool:
 def _briefs(session: Session, customer_ids: list[str]) -> list[CustomerBrief]:
     briefs = []
     for customer in repository.customers_by_id(session, customer_ids):
-        name = " ".join(p for p in (customer.first_name, customer.last_name) if p) or None
+        name = display_name(customer.first_name, customer.last_name) or None
         briefs.append(
             CustomerBrief(
                 id=customer.id, external_id=customer.external_id, email=customer.email, name=name
