@@ -99,6 +99,18 @@ def test_dependencies_name_what_live_re_evaluation_listens_to() -> None:
     assert deps.time is TimeDependence.WINDOW
 
 
+def test_an_absence_depends_on_the_event_that_ends_the_wait_too() -> None:
+    rule = parse_rule(
+        {
+            "type": "absence",
+            "name": "Checkout Started",
+            "then_not": {"name": "Order Completed"},
+            "within": {"amount": 1, "unit": "hours"},
+        }
+    )
+    assert dependencies(rule).event_names == {"Checkout Started", "Order Completed"}
+
+
 @pytest.mark.parametrize(
     ("node", "time"),
     [

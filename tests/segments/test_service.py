@@ -222,6 +222,50 @@ def test_an_abandoned_checkout_counts_only_once_the_hour_is_up(moved_clock: Froz
     assert members("abandoners") == {ada}
 
 
+def test_an_order_within_the_hour_keeps_the_checkout_out_of_the_abandoned_segment(
+    moved_clock: FrozenClock,
+) -> None:
+    identify("ada", at=T0)
+    bob = identify("bob", at=T0)
+    save(
+        "abandoners",
+        {
+            "type": "absence",
+            "name": "Checkout Started",
+            "then_not": {"name": "Order Completed"},
+            "within": {"amount": 1, "unit": "hours"},
+        },
+    )
+    track("ada", "Checkout Started", at=T0, message_id="c1")
+    track("bob", "Checkout Started", at=T0, message_id="c2")
+    track("ada", "Order Completed", at=T0 + timedelta(minutes=30), message_id="o1")
+
+    # The sweep re-checks both once the hour is up, reading the order that ended Ada's wait.
+    moved_clock.set(T0 + timedelta(minutes=61))
+    with session_scope() as session:
+        service.sweep(session)
+    assert members("abandoners") == {bob}
+
+
+def test_one_batch_re_checks_each_customer_for_what_their_own_change_woke(
+    moved_clock: FrozenClock,
+) -> None:
+    ada, bob = identify("ada", at=T0), identify("bob", at=T0)
+    save("buyers", BUYERS)
+    save("berliners", BERLIN)
+    result = ingest(
+        [
+            {"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "o1"},
+            {"type": "identify", "userId": "bob", "traits": {"city": "Berlin"}, "messageId": "i1"},
+        ]
+    )
+    assert result.accepted == 2, result.rejected
+    assert (members("buyers"), members("berliners")) == ({ada}, {bob})
+    assert (count_of("buyers"), count_of("berliners")) == (1, 1)
+    assert system_events(ada) == [("segment.entered", "buyers")]
+    assert system_events(bob) == [("segment.entered", "berliners")]
+
+
 def test_a_segment_of_segments_follows_the_segment_it_reads(moved_clock: FrozenClock) -> None:
     ada = identify("ada", at=T0, city="Berlin")
     save("berliners", BERLIN)

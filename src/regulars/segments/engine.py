@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from regulars.kit.zones import zone_or_utc
 from regulars.segments.rules import (
     PROFILE_TEXT_FIELDS,
     AbsenceCondition,
@@ -149,13 +149,9 @@ def holds(rule: Rule, person: Person, now: datetime) -> bool:
 
 
 def zone_of(person: Person) -> tzinfo:
-    """The customer's zone; UTC when none is set or it is not a zone zoneinfo knows."""
-    if not person.timezone:
-        return UTC
-    try:
-        return ZoneInfo(person.timezone)
-    except (KeyError, ValueError, OSError):
-        return UTC
+    """The customer's zone; UTC when none is set or it is not a zone zoneinfo knows. Cached
+    by name: an unknown name would otherwise be looked for on disk on every evaluation."""
+    return zone_or_utc(person.timezone)
 
 
 def lookup(document: Any, path: Sequence[str]) -> Any:

@@ -12,12 +12,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
 from regulars.customers import service as customers
 from regulars.kit import clock
+from regulars.kit.zones import zone_or_utc
 from regulars.segments import definitions, membership, repository
 from regulars.segments.membership import Target
 from regulars.segments.models import Segment
@@ -99,24 +99,29 @@ def _build(version: tuple[tuple[str, datetime], ...], segments: list[Segment]) -
 
 
 def on_customers_changed(session: Session, changes: Mapping[str, customers.CustomerChange]) -> None:
-    """The change listener: same transaction as the write that changed the customers."""
+    """The change listener: same transaction as the write that changed the customers. Each
+    customer is re-checked for the segments their own change woke (and those built on them):
+    a product view does not re-check the segments about orders."""
     segment_index = index(session)
     if not segment_index.entries:
         return
-    woken: set[str] = set()
-    customer_ids: list[str] = []
+    expanded: dict[frozenset[str], frozenset[str]] = {}
+    only: dict[str, frozenset[str]] = {}
     for customer_id, change in changes.items():
-        keys = segment_index.woken_by(change)
-        if keys:
-            woken |= keys
-            customer_ids.append(customer_id)
-    if woken:
+        woken = frozenset(segment_index.woken_by(change))
+        if not woken:
+            continue
+        if woken not in expanded:
+            expanded[woken] = frozenset(segment_index.with_dependents(set(woken)))
+        only[customer_id] = expanded[woken]
+    if only:
         membership.reevaluate(
             session,
-            segment_index.targets(segment_index.with_dependents(woken)),
-            customer_ids,
+            segment_index.targets(set().union(*only.values())),
+            list(only),
             now=clock.now(),
             segment_ids=segment_index.segment_ids,
+            only=only,
         )
 
 
@@ -181,16 +186,7 @@ def _local_date_changed(session: Session, since: datetime, now: datetime) -> boo
     """Did midnight pass in any customer's zone between the two moments?"""
     if now - since >= timedelta(days=1):
         return True
-    for zone in map(_zone, compiler.timezones(session)):
+    for zone in map(zone_or_utc, compiler.timezones(session)):
         if since.astimezone(zone).date() != now.astimezone(zone).date():
             return True
     return False
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    """The customer's zone; none or one this machine does not know counts as UTC, as it
-    does when rules are evaluated."""
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")

@@ -4,6 +4,7 @@ as members, history rows and segment.entered / segment.exited events on the time
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -90,26 +91,46 @@ def reevaluate(
     *,
     now: datetime,
     segment_ids: Mapping[str, str] | None = None,
+    only: Mapping[str, AbstractSet[str]] | None = None,
 ) -> dict[str, Diff]:
     """Re-evaluate the given segments for a few customers, those referred to by others first
-    (so "member of segment X" reads X's fresh membership); write and answer each diff."""
+    (so "member of segment X" reads X's fresh membership); write and answer each diff.
+
+    `only` (customer id -> segment keys) narrows the work when each customer's change woke
+    different segments: a customer is re-checked for the segments named for them, and keeps
+    the others as they are. Without it, every segment is re-checked for every customer."""
     if not segments or not customer_ids:
         return {}
     candidates = sorted(customer_ids)
     segment_ids = repository.key_ids(session) if segment_ids is None else segment_ids
     diffs: dict[str, Diff] = {}
     for level in levels(segments):
-        holds = _evaluate(session, level, candidates, now=now, segment_ids=segment_ids)
-        current = repository.members_among(session, [s.id for s in level], candidates)
+        checks = {t.id: _checked(t, candidates, only) for t in level}
+        holds, current = _evaluate(
+            session, level, candidates, now=now, segment_ids=segment_ids, checks=checks
+        )
+        changed: list[tuple[Target, Diff]] = []
         for segment in level:
-            now_in = holds.get(segment.id, set())
-            was_in = {c for s, c in current if s == segment.id}
+            checked = checks[segment.id]
+            now_in = holds.get(segment.id, set()) & checked
+            was_in = {c for s, c in current if s == segment.id} & checked
             diff = Diff(entered=sorted(now_in - was_in), exited=sorted(was_in - now_in))
             if diff.entered or diff.exited:
-                write_diff(session, segment, diff, now=now)
-                repository.add_to_count(session, segment.id, len(diff.entered) - len(diff.exited))
+                changed.append((segment, diff))
                 diffs[segment.id] = diff
+        write_diffs(session, changed, now=now)
+        repository.add_to_counts(
+            session, {t.id: len(d.entered) - len(d.exited) for t, d in changed}
+        )
     return diffs
+
+
+def _checked(
+    target: Target, candidates: list[str], only: Mapping[str, AbstractSet[str]] | None
+) -> set[str]:
+    if only is None:
+        return set(candidates)
+    return {c for c in candidates if target.key in only.get(c, ())}
 
 
 # Up to this many customers, rules run in Python over their loaded rows (engine.py): a few
@@ -125,7 +146,16 @@ def holds_for(
     deps = dependencies(rule)
     target = Target("condition", "", "", rule, deps.segments, deps.event_names)
     segment_ids = repository.key_ids(session) if deps.segments else {}
-    found = _evaluate(session, [target], sorted(set(candidates)), now=now, segment_ids=segment_ids)
+    ordered = sorted(set(candidates))
+    found, _ = _evaluate(
+        session,
+        [target],
+        ordered,
+        now=now,
+        segment_ids=segment_ids,
+        checks={target.id: set(ordered)},
+        memberships=False,
+    )
     return found.get(target.id, set())
 
 
@@ -136,18 +166,33 @@ def _evaluate(
     *,
     now: datetime,
     segment_ids: Mapping[str, str],
-) -> dict[str, set[str]]:
-    """Which candidates each target's rule holds for, by segment id."""
+    checks: Mapping[str, AbstractSet[str]],
+    memberships: bool = True,
+) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
+    """Which of its checked candidates each target's rule holds for, by segment id; and,
+    with `memberships`, the candidates' current (segment id, customer id) memberships of
+    the targets."""
+    own = [t.id for t in targets] if memberships else []
     if len(candidates) > PYTHON_EVALUATION_MAX:
         ctx = context(session, now=now, candidates=candidates, segment_ids=segment_ids)
-        return compiler.evaluate_for(session, {t.id: t.rule for t in targets}, ctx)
+        found = compiler.evaluate_for(session, {t.id: t.rule for t in targets}, ctx)
+        current = repository.members_among(session, own, candidates) if own else set()
+        return found, current
+    # One read of memberships serves both: those the rules refer to, and the targets' own.
+    referred = {k: v for k, v in segment_ids.items() if any(k in t.refers for t in targets)}
+    wanted = referred | {t.key: t.id for t in targets if memberships}
     people = repository.load_people(
         session,
         candidates,
         event_names=frozenset().union(*(t.event_names for t in targets)),
-        segment_ids={k: v for k, v in segment_ids.items() if any(k in t.refers for t in targets)},
+        segment_ids=wanted,
     )
-    return {t.id: {p.id for p in people if engine.holds(t.rule, p, now)} for t in targets}
+    holds = {
+        t.id: {p.id for p in people if p.id in checks[t.id] and engine.holds(t.rule, p, now)}
+        for t in targets
+    }
+    current = {(t.id, p.id) for t in targets if memberships for p in people if t.key in p.segments}
+    return holds, current
 
 
 def levels(segments: Sequence[TargetT]) -> list[list[TargetT]]:
@@ -173,15 +218,25 @@ def _refers(segment: Segment | Target) -> frozenset[str]:
 
 
 def write_diff(session: Session, segment: Target, diff: Diff, *, now: datetime) -> None:
-    repository.add_members(session, segment.id, diff.entered, now)
-    repository.remove_members(session, segment.id, diff.exited, now)
-    customers.record_system_events(
-        session,
-        [
-            *_events(segment, diff.entered, name=ENTERED, now=now),
-            *_events(segment, diff.exited, name=EXITED, now=now),
-        ],
+    write_diffs(session, [(segment, diff)], now=now)
+
+
+def write_diffs(session: Session, changes: Sequence[tuple[Target, Diff]], *, now: datetime) -> None:
+    """Members, history rows and timeline events of every segment's diff, one statement per
+    table for them all (a batch of events moves many customers in and out of many segments)."""
+    if not changes:
+        return
+    repository.add_memberships(
+        session, [(t.id, c) for t, diff in changes for c in diff.entered], now
     )
+    repository.end_memberships(
+        session, [(t.id, c) for t, diff in changes for c in diff.exited], now
+    )
+    events: list[customers.SystemEvent] = []
+    for segment, diff in changes:
+        events += _events(segment, diff.entered, name=ENTERED, now=now)
+        events += _events(segment, diff.exited, name=EXITED, now=now)
+    customers.record_system_events(session, events)
 
 
 def _events(
@@ -204,6 +259,6 @@ def remove_customer(session: Session, customer_id: str, *, now: datetime) -> Non
     """A profile is about to go (merged or erased): end its memberships so counts stay right.
     No exit events: the timeline goes with the profile or moves to the survivor, who is
     re-evaluated next."""
-    for segment_id in repository.segment_ids_of(session, customer_id):
-        repository.remove_members(session, segment_id, [customer_id], now)
-        repository.add_to_count(session, segment_id, -1)
+    segment_ids = repository.segment_ids_of(session, customer_id)
+    repository.end_memberships(session, [(s, customer_id) for s in segment_ids], now)
+    repository.add_to_counts(session, dict.fromkeys(segment_ids, -1))

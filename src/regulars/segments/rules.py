@@ -634,6 +634,8 @@ def _collect(
         return _time_edge(node.op, node.value, "fact", node.field, edges)
     if isinstance(node, (EventCondition, EventTimeCondition, AbsenceCondition)):
         names.add(node.name)
+        if isinstance(node, AbsenceCondition):  # the event that ends the wait is read too
+            names.add(node.then_not.name)
         return _event_edges(node, edges)
     if isinstance(node, FunnelCondition):
         names.update(step.name for step in node.steps)

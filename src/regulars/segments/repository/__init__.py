@@ -9,8 +9,9 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, literal, select, text, tuple_, update
+from sqlalchemy import Table, and_, case, delete, literal, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from regulars.customers.models import (
@@ -103,57 +104,62 @@ def members_among(
     return found
 
 
-def add_members(
-    session: Session, segment_id: str, customer_ids: Sequence[str], at: datetime
-) -> None:
-    """New members and the opening row of their stay in the history."""
-    if not customer_ids:
+def add_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: datetime) -> None:
+    """New members, (segment_id, customer_id), and the opening row of each stay in the
+    history: one statement per table for all the segments of a write."""
+    if not pairs:
         return
     bulk_write(
         session,
         _table(SegmentMember),
-        [{"segment_id": segment_id, "customer_id": c, "entered_at": at} for c in customer_ids],
+        [{"segment_id": s, "customer_id": c, "entered_at": at} for s, c in pairs],
         shape="members",
     )
     bulk_write(
         session,
         _table(SegmentMembershipSpan),
         [
-            {"segment_id": segment_id, "customer_id": c, "entered_at": at, "exited_at": None}
-            for c in customer_ids
+            {"segment_id": s, "customer_id": c, "entered_at": at, "exited_at": None}
+            for s, c in pairs
         ],
         shape="history",
     )
 
 
-def remove_members(
-    session: Session, segment_id: str, customer_ids: Sequence[str], at: datetime
-) -> None:
-    """Members who left, and the end of their stay in the history."""
-    for chunk in _chunks(list(customer_ids)):
-        session.execute(
-            delete(SegmentMember).where(
-                SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(chunk)
+def end_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: datetime) -> None:
+    """Members who left, (segment_id, customer_id), and the end of their stay in the history."""
+    by_segment: dict[str, list[str]] = {}
+    for segment_id, customer_id in pairs:
+        by_segment.setdefault(segment_id, []).append(customer_id)
+    for segment_id, customer_ids in by_segment.items():
+        for chunk in _chunks(customer_ids):
+            session.execute(
+                delete(SegmentMember).where(
+                    SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(chunk)
+                )
             )
-        )
-        session.execute(
-            update(SegmentMembershipSpan)
-            .where(
-                SegmentMembershipSpan.segment_id == segment_id,
-                SegmentMembershipSpan.customer_id.in_(chunk),
-                SegmentMembershipSpan.exited_at.is_(None),
+            session.execute(
+                update(SegmentMembershipSpan)
+                .where(
+                    SegmentMembershipSpan.segment_id == segment_id,
+                    SegmentMembershipSpan.customer_id.in_(chunk),
+                    SegmentMembershipSpan.exited_at.is_(None),
+                )
+                .values(exited_at=at)
             )
-            .values(exited_at=at)
-        )
 
 
-def add_to_count(session: Session, segment_id: str, delta: int) -> None:
-    """Live changes move the count; the day's count for trend lines follows at the next
-    sweep (set_swept), not on every ingested batch."""
+def add_to_counts(session: Session, deltas: Mapping[str, int]) -> None:
+    """Live changes move the counts (segment id -> members gained, negative when lost), in
+    one statement; the day's count for trend lines follows at the next sweep (set_swept),
+    not on every ingested batch."""
+    moved = {segment_id: delta for segment_id, delta in sorted(deltas.items()) if delta}
+    if not moved:
+        return
     session.execute(
         update(Segment)
-        .where(Segment.id == segment_id)
-        .values(members_count=Segment.members_count + delta)
+        .where(Segment.id.in_(list(moved)))
+        .values(members_count=Segment.members_count + case(moved, value=Segment.id, else_=0))
     )
 
 
@@ -299,39 +305,43 @@ def load_people(
     segment_ids: Mapping[str, str],
 ) -> list[engine.Person]:
     """The customers with everything a rule can read: profile, facts, consents, groups,
-    memberships of the given segments (key -> id) and their events of the given names."""
+    memberships of the given segments (key -> id) and their events of the given names.
+    Read as plain rows (no ORM objects): this is the hot path of live re-evaluation."""
     people: dict[str, engine.Person] = {}
     for chunk in _chunks(list(customer_ids)):
-        for customer, facts in session.execute(
-            select(Customer, CustomerFacts)
-            .outerjoin(CustomerFacts, CustomerFacts.customer_id == Customer.id)
-            .where(Customer.id.in_(chunk))
-        ):
-            people[customer.id] = _person(customer, facts)
+        for row in session.execute(_PEOPLE.where(Customer.id.in_(chunk))):
+            people[row.id] = _person(row._mapping)
         _load_relations(session, people, chunk, segment_ids=segment_ids)
         if event_names:
             _load_events(session, people, chunk, event_names)
     return list(people.values())
 
 
-def _person(customer: Customer, facts: CustomerFacts | None) -> engine.Person:
-    person = engine.Person(
-        id=customer.id,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-        timezone=customer.timezone,
-        external_id=customer.external_id,
-        email=customer.email,
-        phone=customer.phone,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        locale=customer.locale,
-        traits=customer.traits,
-    )
-    if facts is not None:
-        person.facts = engine.Facts(
-            **{name: getattr(facts, name) for name in engine.Facts.__dataclass_fields__}
-        )
+_PROFILE_FIELDS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "timezone",
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "locale",
+    "traits",
+)
+_FACT_FIELDS = tuple(engine.Facts.__dataclass_fields__)
+_PEOPLE = select(
+    *(getattr(Customer, name) for name in _PROFILE_FIELDS),
+    CustomerFacts.customer_id.label("facts_of"),
+    *(getattr(CustomerFacts, name).label(f"fact_{name}") for name in _FACT_FIELDS),
+).outerjoin(CustomerFacts, CustomerFacts.customer_id == Customer.id)
+
+
+def _person(values: RowMapping) -> engine.Person:
+    person = engine.Person(**{name: values[name] for name in _PROFILE_FIELDS})
+    if values["facts_of"] is not None:
+        person.facts = engine.Facts(**{name: values[f"fact_{name}"] for name in _FACT_FIELDS})
     return person
 
 
@@ -342,20 +352,23 @@ def _load_relations(
     *,
     segment_ids: Mapping[str, str],
 ) -> None:
-    consents = select(Consent).where(Consent.customer_id.in_(chunk))
-    for consent in session.scalars(consents):
-        people[consent.customer_id].consents[(consent.channel, consent.topic)] = consent.status
+    consents = select(Consent.customer_id, Consent.channel, Consent.topic, Consent.status).where(
+        Consent.customer_id.in_(chunk)
+    )
+    for customer_id, channel, topic, status in session.execute(consents):
+        people[customer_id].consents[(channel, topic)] = status
     groups = (
-        select(GroupMembership.customer_id, Group)
+        select(GroupMembership.customer_id, Group.group_key, Group.traits)
         .join(Group, Group.id == GroupMembership.group_id)
         .where(GroupMembership.customer_id.in_(chunk))
     )
-    for customer_id, group in session.execute(groups):
-        people[customer_id].groups.append(engine.Group(group.group_key, group.traits))
+    for customer_id, group_key, traits in session.execute(groups):
+        people[customer_id].groups.append(engine.Group(group_key, traits))
     if segment_ids:
         keys = {segment_id: key for key, segment_id in segment_ids.items()}
         for segment_id, customer_id in members_among(session, keys, chunk):
-            people[customer_id].segments.add(keys[segment_id])
+            if customer_id in people:
+                people[customer_id].segments.add(keys[segment_id])
 
 
 def _load_events(
