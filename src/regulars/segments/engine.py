@@ -98,6 +98,9 @@ class Person:
     _by_name: tuple[int, dict[str, list[Event]]] = field(
         default=(-1, {}), init=False, repr=False, compare=False
     )
+    _until: tuple[int, dict[tuple[str, datetime], list[Event]]] = field(
+        default=(-1, {}), init=False, repr=False, compare=False
+    )
 
     def events_named(self, name: str) -> list[Event]:
         """Events of one name (indexed once, again if events were added since)."""
@@ -107,6 +110,17 @@ class Person:
                 index.setdefault(event.name, []).append(event)
             self._by_name = (len(self.events), index)
         return self._by_name[1].get(name, [])
+
+    def events_until(self, name: str, now: datetime) -> list[Event]:
+        """Events of one name not after now: the same list for every rule that asks."""
+        key = (name, now)
+        if self._until[0] != len(self.events):
+            self._until = (len(self.events), {})
+        found = self._until[1].get(key)
+        if found is None:
+            found = [e for e in self.events_named(name) if e.timestamp <= now]
+            self._until[1][key] = found
+        return found
 
 
 def members(rule: Rule, people: Iterable[Person], now: datetime) -> set[str]:
@@ -326,10 +340,12 @@ def matching(
     now: datetime,
 ) -> list[Event]:
     """The customer's events named so whose properties pass every predicate, not after now."""
+    if not match.where:  # most conditions: shared by every rule on the name (do not mutate)
+        return person.events_until(match.name, now)
     return [
         event
-        for event in person.events_named(match.name)
-        if event.timestamp <= now and all(_predicate(event.properties, p) for p in match.where)
+        for event in person.events_until(match.name, now)
+        if all(_predicate(event.properties, p) for p in match.where)
     ]
 
 

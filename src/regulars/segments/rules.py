@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -124,6 +125,11 @@ class Unit(StrEnum):
     WEEKS = "weeks"
 
 
+@lru_cache(maxsize=1024)
+def _delta(unit: Unit, amount: int) -> timedelta:
+    return timedelta(**{unit.value: amount})
+
+
 class Duration(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,7 +137,7 @@ class Duration(BaseModel):
     unit: Unit
 
     def delta(self) -> timedelta:
-        return timedelta(**{self.unit.value: self.amount})
+        return _delta(self.unit, self.amount)
 
     @property
     def days(self) -> int:
