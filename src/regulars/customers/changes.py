@@ -15,6 +15,23 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+# The facts a stored event can move, by the names segment rules use. RFM scores are not
+# among them: only the RFM refresh moves those, and it recomputes the segments that read them.
+ACTIVITY_FACTS = frozenset(
+    {
+        "orders_count",
+        "revenue_total",
+        "average_order_value",
+        "refunds_count",
+        "refunded_total",
+        "events_count",
+        "first_order_at",
+        "last_order_at",
+        "first_seen_at",
+        "last_seen_at",
+    }
+)
+
 
 @dataclass
 class CustomerChange:
@@ -22,7 +39,7 @@ class CustomerChange:
 
     event_names: set[str] = field(default_factory=set)
     profile: bool = False
-    facts: bool = False
+    facts: frozenset[str] = frozenset()  # the facts that may have moved (ACTIVITY_FACTS...)
     consents: bool = False
     groups: bool = False
     everything: bool = False

@@ -575,7 +575,7 @@ class Dependencies:
 
     event_names: frozenset[str] = frozenset()
     profile: bool = False
-    facts: bool = False
+    facts: frozenset[str] = frozenset()  # the fact fields read (a change wakes by field)
     consents: bool = False
     groups: bool = False
     segments: frozenset[str] = frozenset()
@@ -605,11 +605,12 @@ def reads_rfm(rule: Rule) -> bool:
 def dependencies(rule: Rule) -> Dependencies:
     names: set[str] = set()
     segments: set[str] = set()
-    flags = {"profile": False, "facts": False, "consents": False, "groups": False}
+    facts: set[str] = set()
+    flags = {"profile": False, "consents": False, "groups": False}
     edges: list[RollingEdge] = []
     calendar = False
     for node in walk(rule):
-        calendar |= _collect(node, names, segments, flags, edges)
+        calendar |= _collect(node, names, segments, facts, flags, edges)
     time = TimeDependence.NONE
     if edges:
         time = TimeDependence.WINDOW
@@ -618,6 +619,7 @@ def dependencies(rule: Rule) -> Dependencies:
     return Dependencies(
         event_names=frozenset(names),
         segments=frozenset(segments),
+        facts=frozenset(facts),
         time=time,
         rolling=tuple(edges),
         **flags,
@@ -628,6 +630,7 @@ def _collect(
     node: Rule,
     names: set[str],
     segments: set[str],
+    facts: set[str],
     flags: dict[str, bool],
     edges: list[RollingEdge],
 ) -> bool:
@@ -636,7 +639,7 @@ def _collect(
         flags["profile"] = True
         return _time_edge(node.op, node.value, "profile", node.field, edges)
     if isinstance(node, FactCondition):
-        flags["facts"] = True
+        facts.add(node.field)
         return _time_edge(node.op, node.value, "fact", node.field, edges)
     if isinstance(node, (EventCondition, EventTimeCondition, AbsenceCondition)):
         names.add(node.name)
