@@ -29,6 +29,12 @@ RECENT_BUYERS = {
     "name": "Order Completed",
     "window": {"last": {"amount": 7, "unit": "days"}},
 }
+ABANDONED_CHECKOUT = {
+    "type": "absence",
+    "name": "Checkout Started",
+    "then_not": {"name": "Order Completed"},
+    "within": {"amount": 1, "unit": "hours"},
+}
 BERLIN = {"type": "profile", "field": "traits.city", "op": "equals", "value": "Berlin"}
 
 
@@ -200,15 +206,7 @@ def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
 
 def test_an_abandoned_checkout_counts_only_once_the_hour_is_up(moved_clock: FrozenClock) -> None:
     ada = identify("ada", at=T0)
-    save(
-        "abandoners",
-        {
-            "type": "absence",
-            "name": "Checkout Started",
-            "then_not": {"name": "Order Completed"},
-            "within": {"amount": 1, "unit": "hours"},
-        },
-    )
+    save("abandoners", ABANDONED_CHECKOUT)
     track("ada", "Checkout Started", at=T0, message_id="c1")
     assert members("abandoners") == set()  # the hour has not passed
 
@@ -227,15 +225,7 @@ def test_an_order_within_the_hour_keeps_the_checkout_out_of_the_abandoned_segmen
 ) -> None:
     identify("ada", at=T0)
     bob = identify("bob", at=T0)
-    save(
-        "abandoners",
-        {
-            "type": "absence",
-            "name": "Checkout Started",
-            "then_not": {"name": "Order Completed"},
-            "within": {"amount": 1, "unit": "hours"},
-        },
-    )
+    save("abandoners", ABANDONED_CHECKOUT)
     track("ada", "Checkout Started", at=T0, message_id="c1")
     track("bob", "Checkout Started", at=T0, message_id="c2")
     track("ada", "Order Completed", at=T0 + timedelta(minutes=30), message_id="o1")

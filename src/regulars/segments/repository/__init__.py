@@ -38,6 +38,7 @@ from regulars.customers.models import (
 from regulars.db import JSONType, UTCDateTime, bulk_write
 from regulars.segments import engine
 from regulars.segments.models import Segment, SegmentCount, SegmentMember, SegmentMembershipSpan
+from regulars.segments.rules import PROFILE_TEXT_FIELDS, PROFILE_TIME_FIELDS
 
 CHUNK = 500
 
@@ -329,19 +330,8 @@ def load_people(
     return list(people.values())
 
 
-_PROFILE_FIELDS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "timezone",
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "locale",
-    "traits",
-)
+# Every profile field a rule can read (rules.py), plus the id and the traits.
+_PROFILE_FIELDS = ("id", *PROFILE_TIME_FIELDS, *PROFILE_TEXT_FIELDS, "traits")
 _FACT_FIELDS = tuple(engine.Facts.__dataclass_fields__)
 _PEOPLE = select(
     *(getattr(Customer, name) for name in _PROFILE_FIELDS),
