@@ -267,6 +267,27 @@ def session_scope(*, readonly: bool = False) -> Iterator[Session]:
         yield session
 
 
+# --- small helpers every repository uses ------------------------------------------------------
+
+IN_LIST_CHUNK = 500  # rows per IN (...) list or multi-row INSERT: well under every driver's limit
+
+
+def chunks(items: Sequence[Any], size: int = IN_LIST_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def table_of(model: type[Any]) -> Table:
+    """The Core table of a model, for statements that skip the ORM's overhead."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 # --- bulk writes: the hot path of ingestion ---------------------------------------------------
 
 Finish = Callable[[Any], Any]

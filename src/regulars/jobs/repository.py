@@ -10,11 +10,8 @@ from sqlalchemy import CursorResult, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from regulars.db import is_postgres
 from regulars.jobs.models import Job, JobStatus
-
-
-def _is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def _rowcount(result: object) -> int:
@@ -45,7 +42,7 @@ def add(
     }
     if idempotency_key is None:
         return session.execute(insert(Job).values(values).returning(Job.id)).scalar_one()
-    dialect_insert = postgresql.insert if _is_postgresql(session) else sqlite.insert
+    dialect_insert = postgresql.insert if is_postgres(session) else sqlite.insert
     statement = (
         dialect_insert(Job)
         .values(values)
@@ -73,7 +70,7 @@ def get_claimed(session: Session, job_id: int, *, worker_id: str) -> Job | None:
     statement = select(Job).where(
         Job.id == job_id, Job.status == JobStatus.RUNNING, Job.locked_by == worker_id
     )
-    if _is_postgresql(session):
+    if is_postgres(session):
         statement = statement.with_for_update()
     return session.scalars(statement).one_or_none()
 
@@ -92,7 +89,7 @@ def claim_due(
         ),
     )
     query = select(Job.id).where(claimable).order_by(Job.due_at, Job.id).limit(limit)
-    if _is_postgresql(session):
+    if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
     if ids:

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, func, select, text, update
+from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
-from regulars.db import Base, bulk_write
+from regulars.db import bulk_write, chunks, is_postgres, table_of
 from regulars.journeys.definition import Status
 from regulars.journeys.models import (
     ACTIVE_STATES,
@@ -19,24 +19,6 @@ from regulars.journeys.models import (
     JourneyVersion,
     RunState,
 )
-
-CHUNK = 500
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
 
 # --- journeys and versions ---
 
@@ -91,12 +73,12 @@ def insert_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     for the key, a once-only key already used) is skipped. Answers how many went in."""
     if not rows:
         return 0
-    table = _table(JourneyRun)
+    table = table_of(JourneyRun)
 
     def finish(statement: Any) -> Any:
         return statement.on_conflict_do_nothing()
 
-    if _is_postgres(session):
+    if is_postgres(session):
         written = bulk_write(
             session, table, rows, shape="runs", finish=finish, returning=table.c.id
         )
@@ -117,7 +99,7 @@ def entry_history(
 ) -> list[tuple[str, str, str, datetime]]:
     """(customer, entry key, state, entered at) of every run of these customers."""
     found: list[tuple[str, str, str, datetime]] = []
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         query = select(
             JourneyRun.customer_id, JourneyRun.entry_key, JourneyRun.state, JourneyRun.entered_at
         ).where(JourneyRun.journey_id == journey_id, JourneyRun.customer_id.in_(chunk))
@@ -175,14 +157,14 @@ def claim_due(
     )
     if run_ids is not None:
         query = query.where(JourneyRun.id.in_(run_ids))
-    if _is_postgres(session):
-        query = query.with_for_update(skip_locked=True, of=_table(JourneyRun))
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True, of=table_of(JourneyRun))
     return list(session.execute(query))
 
 
 _UPDATE_RUN = (
-    update(_table(JourneyRun))
-    .where(_table(JourneyRun).c.id == bindparam("run_id"))
+    update(table_of(JourneyRun))
+    .where(table_of(JourneyRun).c.id == bindparam("run_id"))
     .values(
         state=bindparam("state"),
         node_id=bindparam("node_id"),
@@ -225,7 +207,7 @@ def record_failure(
 
 def insert_steps(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        bulk_write(session, _table(JourneyStep), rows, shape="steps")
+        bulk_write(session, table_of(JourneyStep), rows, shape="steps")
 
 
 # --- runs: what events do to them ---
@@ -234,7 +216,7 @@ def insert_steps(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
 def wake(session: Session, customer_ids: Sequence[str], names: Sequence[str], now: datetime) -> int:
     """Make the runs waiting for one of these events due now (the listening index)."""
     woken = 0
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         result = session.execute(
             update(JourneyRun)
             .where(
@@ -253,14 +235,14 @@ def in_flight(
     session: Session, journey_ids: Sequence[str], customer_ids: Sequence[str]
 ) -> list[Row[Any]]:
     found: list[Row[Any]] = []
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         query = select(*RUN_COLUMNS).where(
             JourneyRun.journey_id.in_(journey_ids),
             JourneyRun.customer_id.in_(chunk),
             JourneyRun.state.in_(ACTIVE_STATES),
         )
-        if _is_postgres(session):
-            query = query.with_for_update(of=_table(JourneyRun))
+        if is_postgres(session):
+            query = query.with_for_update(of=table_of(JourneyRun))
         found.extend(session.execute(query))
     return found
 

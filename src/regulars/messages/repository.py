@@ -4,7 +4,7 @@ is the same query unlocked."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, Table, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.db import Base, bulk_write
+from regulars.db import Base, bulk_write, chunks, is_postgres, table_of
 from regulars.messages.models import (
     Broadcast,
     Category,
@@ -28,22 +28,11 @@ from regulars.messages.models import (
     TemplateVersion,
 )
 
-CHUNK = 500
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
 
 def _insert(session: Session, model: type[Base]) -> Any:
     table = model.__table__
     assert isinstance(table, Table)
-    return (postgresql.insert if _is_postgres(session) else sqlite.insert)(table)
+    return (postgresql.insert if is_postgres(session) else sqlite.insert)(table)
 
 
 def _rowcount(result: object) -> int:
@@ -99,12 +88,12 @@ def insert_deliveries(session: Session, rows: Sequence[Mapping[str, Any]]) -> se
     whose idempotency key is taken is skipped. Answers the ids inserted."""
     if not rows:
         return set()
-    table = _table(Delivery)
+    table = table_of(Delivery)
 
     def finish(statement: Any) -> Any:
         return statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
 
-    if _is_postgres(session):
+    if is_postgres(session):
         written = bulk_write(
             session, table, rows, shape="deliveries", finish=finish, returning=table.c.id
         )
@@ -117,19 +106,13 @@ def insert_deliveries(session: Session, rows: Sequence[Mapping[str, Any]]) -> se
     return {row["id"] for row in rows if row["idempotency_key"] not in taken}
 
 
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 def get_delivery(session: Session, delivery_id: str) -> Delivery | None:
     return session.get(Delivery, delivery_id)
 
 
 def get_deliveries(session: Session, ids: Collection[str]) -> dict[str, Delivery]:
     found: dict[str, Delivery] = {}
-    for chunk in _chunks(list(ids)):
+    for chunk in chunks(list(ids)):
         found.update(
             (d.id, d) for d in session.scalars(select(Delivery).where(Delivery.id.in_(chunk)))
         )
@@ -138,7 +121,7 @@ def get_deliveries(session: Session, ids: Collection[str]) -> dict[str, Delivery
 
 def delivery_ids_by_keys(session: Session, keys: Collection[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for chunk in _chunks(list(keys)):
+    for chunk in chunks(list(keys)):
         rows = session.execute(
             select(Delivery.idempotency_key, Delivery.id).where(Delivery.idempotency_key.in_(chunk))
         )
@@ -195,7 +178,7 @@ def claim_due(
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
-    if _is_postgres(session):
+    if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     # One statement: UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED) RETURNING the rows.
     claim = (
@@ -218,13 +201,13 @@ def claim_due(
 def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id: str) -> set[str]:
     """The deliveries this worker still holds (a lease can be lost to another worker)."""
     held: set[str] = set()
-    for chunk in _chunks(list(delivery_ids)):
+    for chunk in chunks(list(delivery_ids)):
         query = select(Delivery.id).where(
             Delivery.id.in_(chunk),
             Delivery.status == DeliveryStatus.SENDING,
             Delivery.locked_by == worker_id,
         )
-        if _is_postgres(session):
+        if is_postgres(session):
             query = query.with_for_update()
         held.update(session.scalars(query))
     return held
@@ -243,7 +226,7 @@ def recent_marketing(
     refused by a policy)."""
     counted = [s for s in DeliveryStatus if s not in _NOT_COUNTED]
     found: list[tuple[str, MessageChannel, datetime]] = []
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         rows = session.execute(
             select(Delivery.customer_id, Delivery.channel, Delivery.created_at).where(
                 Delivery.customer_id.in_(chunk),
@@ -298,7 +281,7 @@ def suppressions_for(
     session: Session, channel: MessageChannel, addresses: Collection[str]
 ) -> dict[str, str]:
     found: dict[str, str] = {}
-    for chunk in _chunks(list(addresses)):
+    for chunk in chunks(list(addresses)):
         rows = session.execute(
             select(Suppression.address, Suppression.reason).where(
                 Suppression.channel == channel, Suppression.address.in_(chunk)
@@ -351,7 +334,7 @@ def push_subscriptions_of(
     session: Session, customer_ids: Collection[str]
 ) -> dict[str, list[PushSubscription]]:
     found: dict[str, list[PushSubscription]] = {}
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         query = (
             select(PushSubscription)
             .where(PushSubscription.customer_id.in_(chunk))
@@ -436,7 +419,7 @@ def mark_read(
 
 def pauses_of(session: Session, customer_ids: Collection[str]) -> dict[str, datetime]:
     found: dict[str, datetime] = {}
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         rows = session.execute(
             select(MessagePause.customer_id, MessagePause.until).where(
                 MessagePause.customer_id.in_(chunk)
@@ -456,7 +439,7 @@ def set_pause(session: Session, customer_id: str, until: datetime | None) -> Non
 
 
 def get_broadcast(session: Session, broadcast_id: str, *, lock: bool = False) -> Broadcast | None:
-    if lock and _is_postgres(session):
+    if lock and is_postgres(session):
         return session.get(Broadcast, broadcast_id, with_for_update=True)
     return session.get(Broadcast, broadcast_id)
 

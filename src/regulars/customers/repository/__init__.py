@@ -4,7 +4,7 @@ handful of statements, whatever its size."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,31 +44,14 @@ from regulars.customers.models import (
 )
 from regulars.customers.rules import FACT_FIELDS, PROFILE_STATE_FIELDS, Facts, ProfileState
 from regulars.customers.schemas import CustomerQuery
-from regulars.db import Base, bulk_write
+from regulars.db import bulk_write, chunks, is_postgres, table_of
 
 IdentityKey = tuple[IdentityKind, str]
-CHUNK = 500  # rows per IN (...) list or multi-row INSERT: well under every driver's limit
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _table(model: type[Base]) -> Table:
-    """The Core table of a model, for executemany statements that skip the ORM's overhead."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def _insert(session: Session, table: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT on both SQLite and PostgreSQL."""
-    dialect = postgresql if _is_postgres(session) else sqlite
+    dialect = postgresql if is_postgres(session) else sqlite
     return dialect.insert(table)
 
 
@@ -81,7 +64,7 @@ def get(session: Session, customer_id: str) -> Customer | None:
 
 def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Customer]:
     found: dict[str, Customer] = {}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         for customer in session.scalars(select(Customer).where(Customer.id.in_(chunk))):
             found[customer.id] = customer
     return found
@@ -89,7 +72,7 @@ def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Custo
 
 def time_zones(session: Session, customer_ids: Collection[str]) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         query = select(Customer.id, Customer.timezone).where(Customer.id.in_(chunk))
         found.update({row[0]: row[1] for row in session.execute(query)})
     return found
@@ -110,7 +93,7 @@ def load_identities(
     anonymous = sorted({value for kind, value in keys if kind is IdentityKind.ANONYMOUS_ID})
     found: dict[IdentityKey, tuple[str, str | None]] = {}
     for user_chunk, anonymous_chunk in itertools.zip_longest(
-        _chunks(users), _chunks(anonymous), fillvalue=()
+        chunks(users), chunks(anonymous), fillvalue=()
     ):
         query = (
             select(Identity.kind, Identity.value, Identity.customer_id, Customer.external_id)
@@ -134,7 +117,7 @@ def load_identities(
 
 def _among(session: Session, values: Sequence[str], name: str) -> Any:
     """`identities.value` is one of `values`: `= ANY(array)` on PostgreSQL, `IN (...)` else."""
-    if _is_postgres(session):
+    if is_postgres(session):
         return Identity.value == any_(bindparam(name, list(values), type_=ARRAY(String)))
     return Identity.value.in_(values)
 
@@ -144,20 +127,20 @@ def _among(session: Session, values: Sequence[str], name: str) -> Any:
 
 def add_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """New profiles; their facts row comes with their first event (`add_facts`)."""
-    bulk_write(session, _table(Customer), rows, shape="customers")
+    bulk_write(session, table_of(Customer), rows, shape="customers")
 
 
 def add_identities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    bulk_write(session, _table(Identity), rows, shape="identities")
+    bulk_write(session, table_of(Identity), rows, shape="identities")
 
 
 def profile_states(session: Session, customer_ids: Collection[str]) -> dict[str, ProfileState]:
     """What identify calls change, read for update (rows locked in id order on PostgreSQL)."""
-    columns = [_table(Customer).c[name] for name in PROFILE_STATE_FIELDS]
+    columns = [table_of(Customer).c[name] for name in PROFILE_STATE_FIELDS]
     found: dict[str, ProfileState] = {}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         query = select(Customer.id, *columns).where(Customer.id.in_(chunk)).order_by(Customer.id)
-        if _is_postgres(session):
+        if is_postgres(session):
             query = query.with_for_update()
         for row in session.execute(query):
             found[row[0]] = ProfileState(*row[1:])
@@ -170,7 +153,7 @@ def save_profile_states(
     """One executemany UPDATE of every profile an identify batch touched."""
     if not profiles:
         return
-    table = _table(Customer)
+    table = table_of(Customer)
     values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in PROFILE_STATE_FIELDS}
     statement = (
         update(table)
@@ -196,12 +179,12 @@ def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     PostgreSQL, by a concurrent batch) is skipped by the unique constraint, not an error."""
     if not rows:
         return set()
-    table = _table(Event)
+    table = table_of(Event)
 
     def finish(statement: Any) -> Any:
         return statement.on_conflict_do_nothing(index_elements=["source", "message_id"])
 
-    if _is_postgres(session):
+    if is_postgres(session):
         written = bulk_write(
             session, table, rows, shape="events", finish=finish, returning=table.c.message_id
         )
@@ -218,7 +201,7 @@ def _stored_message_ids(session: Session, rows: Sequence[Mapping[str, Any]]) -> 
     for row in rows:
         by_source.setdefault(row["source"], []).append(row["message_id"])
     for source, message_ids in by_source.items():
-        for chunk in _chunks(message_ids):
+        for chunk in chunks(message_ids):
             query = select(Event.message_id).where(
                 Event.source == source, Event.message_id.in_(chunk)
             )
@@ -230,13 +213,13 @@ def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Fac
     """Read facts for update: on PostgreSQL rows are locked (SQLite's writer lock covers it)."""
     columns = [getattr(CustomerFacts, name) for name in FACT_FIELDS]
     found: dict[str, Facts] = {}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         query = (
             select(CustomerFacts.customer_id, *columns)
             .where(CustomerFacts.customer_id.in_(chunk))
             .order_by(CustomerFacts.customer_id)  # one lock order for every writer: no deadlocks
         )
-        if _is_postgres(session):
+        if is_postgres(session):
             query = query.with_for_update()
         for row in session.execute(query):
             found[row[0]] = Facts(*row[1:])
@@ -257,13 +240,13 @@ _LATEST = ("last_order_at", "last_seen_at")
 def _earliest(session: Session, current: Any, new: Any) -> Any:
     """The earlier of two possibly-NULL times (PostgreSQL's LEAST ignores NULL, SQLite's min
     does not)."""
-    if _is_postgres(session):
+    if is_postgres(session):
         return func.least(current, new)
     return func.min(func.coalesce(current, new), func.coalesce(new, current))
 
 
 def _latest(session: Session, current: Any, new: Any) -> Any:
-    if _is_postgres(session):
+    if is_postgres(session):
         return func.greatest(current, new)
     return func.max(func.coalesce(current, new), func.coalesce(new, current))
 
@@ -273,7 +256,7 @@ def add_facts(session: Session, deltas: Mapping[str, Facts]) -> None:
     counters add up, first/last times keep the earliest/latest."""
     if not deltas:
         return
-    table = _table(CustomerFacts)
+    table = table_of(CustomerFacts)
 
     def finish(statement: Any) -> Any:
         new = statement.excluded
@@ -293,7 +276,7 @@ def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> Non
     """Upsert (customer_id, event_name, count, last_at): counts add up, last_at keeps the max."""
     if not rows:
         return
-    table = _table(CustomerEventCount)
+    table = table_of(CustomerEventCount)
 
     def finish(statement: Any) -> Any:
         new = statement.excluded
@@ -321,7 +304,7 @@ def consent_statuses(
 ) -> list[tuple[str, str, str, str]]:
     """(customer id, channel, topic, status) rows: the cheap read for policy checks."""
     found: list[tuple[str, str, str, str]] = []
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         query = select(Consent.customer_id, Consent.channel, Consent.topic, Consent.status)
         found.extend(
             (c, ch, t, st)
@@ -332,7 +315,7 @@ def consent_statuses(
 
 def add_consent_changes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        session.execute(_table(ConsentChange).insert(), list(rows))
+        session.execute(table_of(ConsentChange).insert(), list(rows))
 
 
 # --- groups ---
@@ -344,7 +327,7 @@ def get_group_by_key(session: Session, group_key: str) -> Group | None:
 
 def add_membership(session: Session, *, group_id: str, customer_id: str, at: datetime) -> None:
     statement = (
-        _insert(session, _table(GroupMembership))
+        _insert(session, table_of(GroupMembership))
         .values(group_id=group_id, customer_id=customer_id, joined_at=at)
         .on_conflict_do_nothing(index_elements=["group_id", "customer_id"])
     )
@@ -394,7 +377,7 @@ def identities_of(session: Session, customer_ids: Collection[str]) -> list[Ident
 def _trait_text(session: Session, path: Sequence[str]) -> Any:
     """A trait (nested keys as a path) read as text: strings as they are, numbers in JSON
     notation, booleans as true/false, on SQLite as on PostgreSQL."""
-    if _is_postgres(session):
+    if is_postgres(session):
         return Customer.traits[tuple(path)].as_string()
     json_path = "$" + "".join(f'."{key}"' for key in path)
     kind = func.json_type(Customer.traits, json_path)
@@ -446,7 +429,7 @@ def list_by_email(session: Session, email: str) -> list[Customer]:
 
 def facts_for(session: Session, customer_ids: Collection[str]) -> dict[str, CustomerFacts]:
     found: dict[str, CustomerFacts] = {}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         rows = session.scalars(select(CustomerFacts).where(CustomerFacts.customer_id.in_(chunk)))
         found.update({row.customer_id: row for row in rows})
     return found
@@ -454,7 +437,7 @@ def facts_for(session: Session, customer_ids: Collection[str]) -> dict[str, Cust
 
 def event_counts_for(session: Session, customer_ids: Collection[str]) -> list[CustomerEventCount]:
     found: list[CustomerEventCount] = []
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         found += session.scalars(
             select(CustomerEventCount)
             .where(CustomerEventCount.customer_id.in_(chunk))
@@ -576,7 +559,7 @@ def update_rfm_scores(session: Session) -> int:
 
     On PostgreSQL the rows to change are locked in customer id order first, the order
     ingestion locks facts in (`lock_facts`), so a refresh and a batch never deadlock."""
-    table = _table(CustomerFacts)
+    table = table_of(CustomerFacts)
     changed = _rfm_changes(table)
     statement = (
         update(table)
@@ -635,7 +618,7 @@ def events_named(
     session: Session, customer_ids: Sequence[str], name: str, since: datetime
 ) -> list[Event]:
     found: list[Event] = []
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         found.extend(
             session.scalars(
                 select(Event).where(

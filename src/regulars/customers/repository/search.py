@@ -9,7 +9,8 @@ from sqlalchemy import and_, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from regulars.customers.models import Customer
-from regulars.customers.repository import _is_postgres, get_by_external_id
+from regulars.customers.repository import get_by_external_id
+from regulars.db import is_postgres
 
 SearchField = Literal["first_name", "last_name", "email", "phone"]
 
@@ -22,7 +23,7 @@ def lowered(session: Session, value: str) -> str:
 def _search_key(session: Session, field: SearchField) -> tuple[Any, Any, Any]:
     """(what is compared, its value as selected, the ORDER BY term) of a search field."""
     column = getattr(Customer, field)
-    postgres = _is_postgres(session)
+    postgres = is_postgres(session)
     if field in ("email", "phone"):
         order = literal_column(f"customers.{field} USING ~<~") if postgres else column
         return column, column, order
@@ -34,7 +35,7 @@ def _search_key(session: Session, field: SearchField) -> tuple[Any, Any, Any]:
 
 def _compare(session: Session, expr: Any, operator: str, value: str) -> Any:
     """expr <operator> value in bytewise order (PostgreSQL's pattern operators)."""
-    if _is_postgres(session) and operator != "=":
+    if is_postgres(session) and operator != "=":
         return expr.op(f"~{operator}~")(value)
     return expr.op(operator)(value)
 

@@ -5,12 +5,10 @@ The rule compiler (rule tree to SQL) lives beside it in `compiler.py`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
-    Table,
     and_,
     case,
     delete,
@@ -35,23 +33,10 @@ from regulars.customers.models import (
     Group,
     GroupMembership,
 )
-from regulars.db import JSONType, UTCDateTime, bulk_write
+from regulars.db import JSONType, UTCDateTime, bulk_write, chunks, table_of
 from regulars.segments import engine
 from regulars.segments.models import Segment, SegmentCount, SegmentMember, SegmentMembershipSpan
 from regulars.segments.rules import PROFILE_TEXT_FIELDS, PROFILE_TIME_FIELDS
-
-CHUNK = 500
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
 
 # --- definitions ---
 
@@ -109,7 +94,7 @@ def members_among(
 ) -> set[tuple[str, str]]:
     """(segment_id, customer_id) of the given customers' current memberships."""
     found: set[tuple[str, str]] = set()
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunks(sorted(customer_ids)):
         query = select(SegmentMember.segment_id, SegmentMember.customer_id).where(
             SegmentMember.segment_id.in_(list(segment_ids)),
             SegmentMember.customer_id.in_(chunk),
@@ -125,13 +110,13 @@ def add_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: date
         return
     bulk_write(
         session,
-        _table(SegmentMember),
+        table_of(SegmentMember),
         [{"segment_id": s, "customer_id": c, "entered_at": at} for s, c in pairs],
         shape="members",
     )
     bulk_write(
         session,
-        _table(SegmentMembershipSpan),
+        table_of(SegmentMembershipSpan),
         [
             {"segment_id": s, "customer_id": c, "entered_at": at, "exited_at": None}
             for s, c in pairs
@@ -146,7 +131,7 @@ def end_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: date
     for segment_id, customer_id in pairs:
         by_segment.setdefault(segment_id, []).append(customer_id)
     for segment_id, customer_ids in by_segment.items():
-        for chunk in _chunks(customer_ids):
+        for chunk in chunks(customer_ids):
             session.execute(
                 delete(SegmentMember).where(
                     SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(chunk)
@@ -323,7 +308,7 @@ def load_people(
     Read as plain rows (no ORM objects): this is the hot path of live re-evaluation."""
     people: dict[str, engine.Person] = {}
     keys = {segment_id: key for key, segment_id in segment_ids.items()}
-    for chunk in _chunks(list(customer_ids)):
+    for chunk in chunks(list(customer_ids)):
         for row in session.execute(_PEOPLE.where(Customer.id.in_(chunk))):
             people[row.id] = _person(row._mapping)
         _load_relations(session, people, chunk, event_names=event_names, segments=keys)
