@@ -3,12 +3,13 @@ time sweep with a moved clock, history and timeline events, merges and erasures.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from regulars.customers import service as customers
 from regulars.customers.models import Event
@@ -16,8 +17,13 @@ from regulars.db import Database, session_scope
 from regulars.errors import Conflict, ValidationFailed
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
-from regulars.segments import membership, service
-from regulars.segments.models import Segment, SegmentCount, SegmentMembershipSpan
+from regulars.segments import membership, repository, service
+from regulars.segments.models import (
+    Segment,
+    SegmentCount,
+    SegmentCountChange,
+    SegmentMembershipSpan,
+)
 from regulars.segments.schemas import SegmentCreate, SegmentUpdate
 from tests.customers.helpers import ingest, owner_of
 
@@ -57,9 +63,19 @@ def members(key: str) -> set[str]:
 
 
 def count_of(key: str) -> int:
+    """The count every reader shows: the folded count plus the changes appended since."""
+    with session_scope(readonly=True) as session:
+        return service.segment_read(session, service.require(session, key)).members_count
+
+
+def folded_count_of(key: str) -> tuple[int, int]:
+    """(segments.members_count, count changes not folded yet) of one segment."""
     with session_scope(readonly=True) as session:
         segment = session.scalars(select(Segment).where(Segment.key == key)).one()
-        return segment.members_count
+        pending = session.scalars(
+            select(SegmentCountChange.delta).where(SegmentCountChange.segment_id == segment.id)
+        ).all()
+        return segment.members_count, len(pending)
 
 
 def track(user: str, event: str, *, at: datetime, message_id: str, **props: Any) -> None:
@@ -118,6 +134,53 @@ def test_an_order_brings_a_customer_into_a_live_segment_in_the_same_write(
     assert members("buyers") == {ada}
     assert count_of("buyers") == 1
     assert system_events(ada) == [("segment.entered", "buyers")]
+
+
+def test_live_counts_are_appended_then_folded_once_by_the_sweep(
+    moved_clock: FrozenClock,
+) -> None:
+    for user in ("ada", "bob", "cy"):
+        identify(user, at=T0)
+    save("buyers", BUYERS)
+    assert folded_count_of("buyers") == (0, 0)
+
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    track("bob", "Order Completed", at=T0, message_id="o2")
+    # Two ingested writes, two appended changes; the segment row itself is left alone.
+    assert folded_count_of("buyers") == (0, 2)
+    assert count_of("buyers") == 2
+
+    with session_scope() as session:
+        service.sweep(session)
+    assert folded_count_of("buyers") == (2, 0)
+    with session_scope() as session:
+        service.sweep(session)  # nothing left to fold: folding twice adds nothing
+    assert folded_count_of("buyers") == (2, 0)
+
+    track("cy", "Order Completed", at=T0, message_id="o3")
+    assert (count_of("buyers"), folded_count_of("buyers")) == (3, (2, 1))
+    with session_scope() as session:
+        service.compute(session, "buyers")
+    # A full compute counts the members itself; the change it already counted goes.
+    assert folded_count_of("buyers") == (3, 0)
+
+
+if os.environ.get("REGULARS_TEST_DATABASE_URL"):  # exists only where PostgreSQL does
+
+    @pytest.mark.parametrize("backend", ["postgresql"])
+    def test_two_open_writes_moving_one_segment_never_wait_for_each_other(
+        database: Database, moved_clock: FrozenClock
+    ) -> None:
+        save("buyers", BUYERS)
+        with session_scope(readonly=True) as session:
+            segment_id = service.require(session, "buyers").id
+        with database.session() as first, database.session() as second:
+            repository.add_to_counts(first, {segment_id: 1})  # first stays open, uncommitted
+            # Were the count an update of the segment row, this would queue on first's lock
+            # and give up after the timeout.
+            second.execute(text("SET LOCAL lock_timeout = '2s'"))
+            repository.add_to_counts(second, {segment_id: 1})
+        assert count_of("buyers") == 2
 
 
 def test_an_event_a_segment_does_not_read_leaves_it_alone(moved_clock: FrozenClock) -> None:

@@ -87,6 +87,6 @@ def test_the_compute_job_fills_a_new_segment_and_skips_a_deleted_one(database: D
             )
             tasks.compute(session, {"segment": "b"})
             assert service.find(session, "b") is not None
-            assert service.segment_read(service.require(session, "b")).members_count == 1
+            assert service.segment_read(session, service.require(session, "b")).members_count == 1
             service.delete(session, "b")
             tasks.compute(session, {"segment": "b"})  # gone since it was queued: nothing to do

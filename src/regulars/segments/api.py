@@ -74,7 +74,7 @@ def explain_rule(request: ExplainRequest, _caller: Caller = Depends(can_read)) -
 @router.get("/segments/{key}", response_model=SegmentRead, summary="One segment")
 def get_segment(key: str, _caller: Caller = Depends(can_read)) -> SegmentRead:
     with session_scope(readonly=True) as session:
-        return service.segment_read(service.require(session, key))
+        return service.segment_read(session, service.require(session, key))
 
 
 @router.patch("/segments/{key}", response_model=SegmentRead, summary="Change a segment")

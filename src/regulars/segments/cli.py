@@ -71,7 +71,7 @@ def list_segments() -> None:
 def show(key: str = typer.Argument(..., help="Segment key or id.")) -> None:
     """One segment: its rule and counts."""
     with session_scope(readonly=True) as session:
-        segment = service.segment_read(service.require(session, key))
+        segment = service.segment_read(session, service.require(session, key))
     console = _console()
     console.print(f"[bold]{segment.name}[/bold] ({segment.key}, {segment.id})")
     if segment.description:

@@ -43,7 +43,11 @@ def validated_rule(raw: Mapping[str, Any] | object, *, field: str = "rule") -> R
         ) from None
 
 
-def segment_read(segment: Segment) -> SegmentRead:
+def segment_read(session: Session, segment: Segment) -> SegmentRead:
+    return _read(segment, repository.member_counts(session, [segment])[segment.id])
+
+
+def _read(segment: Segment, members: int) -> SegmentRead:
     rule = parse_rule(segment.rule)
     return SegmentRead(
         id=segment.id,
@@ -52,7 +56,7 @@ def segment_read(segment: Segment) -> SegmentRead:
         description=segment.description,
         rule=segment.rule,
         builtin=segment.builtin,
-        members_count=segment.members_count,
+        members_count=members,
         time_dependence=dependencies(rule).time.value,
         computed_at=segment.computed_at,
         created_at=segment.created_at,
@@ -131,8 +135,9 @@ def list_page(session: Session, *, cursor: str | None, limit: int) -> SegmentPag
     rows = repository.list_segments(session, after_key=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
+    counts = repository.member_counts(session, rows)
     return SegmentPage(
-        items=[segment_read(s) for s in rows],
+        items=[_read(s, counts[s.id]) for s in rows],
         next_cursor=encode_cursor(rows[-1].key) if more else None,
     )
 

@@ -61,6 +61,20 @@ class SegmentMembershipSpan(Base):
     exited_at: Mapped[datetime | None]
 
 
+class SegmentCountChange(Base):
+    """A change to a segment's member count not yet folded into segments.members_count.
+
+    Live re-evaluation appends these instead of updating the segment row: on PostgreSQL every
+    ingesting transaction that moved a popular segment would otherwise queue on that one row's
+    lock until it commits. The sweep folds them in; a count read adds the ones still here."""
+
+    __tablename__ = "segment_count_changes"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    segment_id: Mapped[str] = mapped_column(String(26), segment_fk(), index=True)
+    delta: Mapped[int]
+
+
 class SegmentCount(Base):
     """Members per segment per day (UTC), for trend lines."""
 

@@ -93,12 +93,12 @@ __all__ = [
 
 def create(session: Session, data: SegmentCreate) -> SegmentRead:
     """Save the segment; its members come with the first compute (task or `compute`)."""
-    return segment_read(definitions.create(session, data))
+    return segment_read(session, definitions.create(session, data))
 
 
 def update(session: Session, key_or_id: str, data: SegmentUpdate) -> tuple[SegmentRead, bool]:
     segment, rule_changed = definitions.update(session, key_or_id, data)
-    return segment_read(segment), rule_changed
+    return segment_read(session, segment), rule_changed
 
 
 def delete(session: Session, key_or_id: str) -> None:

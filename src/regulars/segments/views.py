@@ -167,7 +167,7 @@ def segment_page(
     staff: SignedIn = Depends(can_read),
 ) -> HTMLResponse:
     with session_scope(readonly=True) as session:
-        segment = service.segment_read(service.require(session, key))
+        segment = service.segment_read(session, service.require(session, key))
         line = service.trends(session, [segment.id])[segment.id]
         sample = service.members(session, segment.key, cursor=None, limit=SAMPLE_SIZE)
         explained = _explain(session, segment.key, customer) if customer.strip() else None
@@ -203,7 +203,7 @@ def explain(
 @router.get("/segments/{key}/edit")
 def edit_segment(request: Request, key: str, staff: SignedIn = Depends(can_write)) -> HTMLResponse:
     with session_scope(readonly=True) as session:
-        segment = service.segment_read(service.require(session, key))
+        segment = service.segment_read(session, service.require(session, key))
     if segment.builtin:
         raise Conflict(f"segment {segment.key!r} is built in and cannot be edited")
     draft = Draft(

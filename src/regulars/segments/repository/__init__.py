@@ -12,6 +12,8 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    func,
+    insert,
     literal,
     null,
     select,
@@ -35,7 +37,13 @@ from regulars.customers.models import (
 )
 from regulars.db import JSONType, UTCDateTime, bulk_write, chunks, table_of
 from regulars.segments import engine
-from regulars.segments.models import Segment, SegmentCount, SegmentMember, SegmentMembershipSpan
+from regulars.segments.models import (
+    Segment,
+    SegmentCount,
+    SegmentCountChange,
+    SegmentMember,
+    SegmentMembershipSpan,
+)
 from regulars.segments.rules import PROFILE_TEXT_FIELDS, PROFILE_TIME_FIELDS
 
 # --- definitions ---
@@ -149,17 +157,52 @@ def end_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: date
 
 
 def add_to_counts(session: Session, deltas: Mapping[str, int]) -> None:
-    """Live changes move the counts (segment id -> members gained, negative when lost), in
-    one statement; the day's count for trend lines follows at the next sweep (set_swept),
-    not on every ingested batch."""
-    moved = {segment_id: delta for segment_id, delta in sorted(deltas.items()) if delta}
-    if not moved:
-        return
-    session.execute(
-        update(Segment)
-        .where(Segment.id.in_(list(moved)))
-        .values(members_count=Segment.members_count + case(moved, value=Segment.id, else_=0))
+    """Live changes move the counts (segment id -> members gained, negative when lost): one
+    appended row per segment, never an update of the segment row, which concurrent ingesting
+    transactions on PostgreSQL would queue on. `fold_count_changes` adds them up later."""
+    rows = [
+        {"segment_id": segment_id, "delta": delta}
+        for segment_id, delta in sorted(deltas.items())
+        if delta
+    ]
+    if rows:
+        session.execute(insert(SegmentCountChange), rows)
+
+
+def fold_count_changes(session: Session) -> None:
+    """Add the appended count changes into segments.members_count and remove them, exactly
+    once: DELETE ... RETURNING answers the very rows it removed, so a change committed while
+    this runs is either folded now or left for the next fold (and two folds never share one)."""
+    removed = session.execute(
+        delete(SegmentCountChange).returning(
+            SegmentCountChange.segment_id, SegmentCountChange.delta
+        )
+    ).all()
+    totals: dict[str, int] = {}
+    for segment_id, delta in removed:
+        totals[segment_id] = totals.get(segment_id, 0) + delta
+    moved = {segment_id: total for segment_id, total in sorted(totals.items()) if total}
+    if moved:
+        session.execute(
+            update(Segment)
+            .where(Segment.id.in_(list(moved)))
+            .values(members_count=Segment.members_count + case(moved, value=Segment.id, else_=0))
+        )
+
+
+def member_counts(session: Session, segments: Sequence[Segment]) -> dict[str, int]:
+    """Segment id -> members now: the folded count plus the changes appended since."""
+    counts = {segment.id: segment.members_count for segment in segments}
+    if not counts:
+        return counts
+    query = (
+        select(SegmentCountChange.segment_id, func.sum(SegmentCountChange.delta))
+        .where(SegmentCountChange.segment_id.in_(list(counts)))
+        .group_by(SegmentCountChange.segment_id)
     )
+    for segment_id, pending in session.execute(query):
+        counts[segment_id] += int(pending)
+    return counts
 
 
 ANALYZE_AFTER_ROWS = 10_000
@@ -174,6 +217,9 @@ def refresh_statistics(session: Session, *, rows_changed: int) -> None:
 
 
 def set_computed(session: Session, segment_id: str, *, members: int, at: datetime) -> None:
+    """A full compute counted the members itself: the changes appended before it are in that
+    count, so they go."""
+    session.execute(delete(SegmentCountChange).where(SegmentCountChange.segment_id == segment_id))
     session.execute(
         update(Segment)
         .where(Segment.id == segment_id)
@@ -184,6 +230,7 @@ def set_computed(session: Session, segment_id: str, *, members: int, at: datetim
 
 def set_swept(session: Session, segment_ids: Iterable[str], at: datetime) -> None:
     ids = list(segment_ids)
+    fold_count_changes(session)  # the day's counts below read members_count
     if ids:
         session.execute(update(Segment).where(Segment.id.in_(ids)).values(swept_at=at))
         _record_day(session, ids, at)
