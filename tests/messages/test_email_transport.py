@@ -56,7 +56,9 @@ def _email(n: int, *, address: str | None = None, **content: str) -> Outgoing:
 
 
 def _transport(sink: SMTPSink, **config: Any) -> SMTPTransport:
+    """One connection unless told otherwise: most tests follow one SMTP conversation."""
     settings: dict[str, Any] = {
+        "connections": 1,
         "host": sink.host,
         "port": sink.port,
         "from_address": FROM,
@@ -182,7 +184,7 @@ def test_wrong_password_fails_the_batch_as_transient_with_a_clear_detail() -> No
 
 
 def test_one_connection_carries_a_batch_and_the_next_one(sink: SMTPSink) -> None:
-    transport = _transport(sink)
+    transport = _transport(sink, connections=1)
     first = transport.send_many([_email(n) for n in range(50)])
     second = _send(transport, [_email(n) for n in range(50, 60)])
 
@@ -191,8 +193,40 @@ def test_one_connection_carries_a_batch_and_the_next_one(sink: SMTPSink) -> None
     assert [r.rcpt_tos[0] for r in sink.received] == [f"customer{n}@example.com" for n in range(60)]
 
 
+def test_a_batch_is_shared_over_the_connections_and_outcomes_keep_its_order(
+    sink: SMTPSink,
+) -> None:
+    transport = _transport(sink, connections=4)
+    first_batch, second_batch = [_email(n) for n in range(50)], [_email(n) for n in range(50, 53)]
+    first = transport.send_many(first_batch)
+    second = _send(transport, second_batch)
+
+    # Four connections opened for the first batch; the second (three messages) reuses three.
+    assert (sink.count, sink.connections) == (53, 4)
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == sorted(
+        f"customer{n}@example.com" for n in range(53)
+    )
+    for message, outcome in zip(first_batch + second_batch, first + second, strict=True):
+        assert isinstance(outcome, Accepted)
+        assert outcome.provider_message_id == f"<{message.delivery_id}@shop.example>"
+
+
+def test_a_refusal_on_one_connection_lands_on_its_own_message() -> None:
+    bad = {f"customer{n}@example.com" for n in (2, 7)}
+    with SMTPSink(rcpt_replies=dict.fromkeys(bad, "550 5.1.1 No such user")) as sink:
+        messages = [_email(n) for n in range(10)]
+        outcomes = _send(_transport(sink, connections=3), messages)
+
+    refused = {
+        m.address for m, o in zip(messages, outcomes, strict=True) if not isinstance(o, Accepted)
+    }
+    assert refused == bad
+    assert sink.count == 8
+
+
 def test_a_new_connection_after_max_messages_per_connection(sink: SMTPSink) -> None:
-    outcomes = _send(_transport(sink, max_messages_per_connection=2), [_email(n) for n in range(5)])
+    transport = _transport(sink, max_messages_per_connection=2, connections=1)
+    outcomes = _send(transport, [_email(n) for n in range(5)])
 
     assert all(isinstance(outcome, Accepted) for outcome in outcomes)
     assert (sink.count, sink.connections) == (5, 3)
