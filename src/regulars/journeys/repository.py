@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
-from regulars.db import bulk_write, chunks, is_postgres, table_of
+from regulars.db import bulk_write, chunks, is_postgres, one_of, table_of
 from regulars.journeys.definition import Status
 from regulars.journeys.models import (
     ACTIVE_STATES,
@@ -102,7 +102,7 @@ def entry_history(
     for chunk in chunks(list(customer_ids)):
         query = select(
             JourneyRun.customer_id, JourneyRun.entry_key, JourneyRun.state, JourneyRun.entered_at
-        ).where(JourneyRun.journey_id == journey_id, JourneyRun.customer_id.in_(chunk))
+        ).where(JourneyRun.journey_id == journey_id, one_of(session, JourneyRun.customer_id, chunk))
         found.extend((r[0], r[1], r[2], r[3]) for r in session.execute(query))
     return found
 
@@ -156,7 +156,7 @@ def claim_due(
         .limit(limit)
     )
     if run_ids is not None:
-        query = query.where(JourneyRun.id.in_(run_ids))
+        query = query.where(one_of(session, JourneyRun.id, run_ids))
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True, of=table_of(JourneyRun))
     return list(session.execute(query))
@@ -220,7 +220,7 @@ def wake(session: Session, customer_ids: Sequence[str], names: Sequence[str], no
         result = session.execute(
             update(JourneyRun)
             .where(
-                JourneyRun.customer_id.in_(chunk),
+                one_of(session, JourneyRun.customer_id, chunk),
                 JourneyRun.listen_for.in_(names),
                 JourneyRun.state == RunState.WAITING,
             )
@@ -238,7 +238,7 @@ def in_flight(
     for chunk in chunks(list(customer_ids)):
         query = select(*RUN_COLUMNS).where(
             JourneyRun.journey_id.in_(journey_ids),
-            JourneyRun.customer_id.in_(chunk),
+            one_of(session, JourneyRun.customer_id, chunk),
             JourneyRun.state.in_(ACTIVE_STATES),
         )
         if is_postgres(session):

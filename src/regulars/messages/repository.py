@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, Table, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.db import Base, bulk_write, chunks, is_postgres, table_of
+from regulars.db import Base, bulk_write, chunks, is_postgres, one_of, table_of
 from regulars.messages.models import (
     Broadcast,
     Category,
@@ -114,7 +114,8 @@ def get_deliveries(session: Session, ids: Collection[str]) -> dict[str, Delivery
     found: dict[str, Delivery] = {}
     for chunk in chunks(list(ids)):
         found.update(
-            (d.id, d) for d in session.scalars(select(Delivery).where(Delivery.id.in_(chunk)))
+            (d.id, d)
+            for d in session.scalars(select(Delivery).where(one_of(session, Delivery.id, chunk)))
         )
     return found
 
@@ -123,7 +124,9 @@ def delivery_ids_by_keys(session: Session, keys: Collection[str]) -> dict[str, s
     found: dict[str, str] = {}
     for chunk in chunks(list(keys)):
         rows = session.execute(
-            select(Delivery.idempotency_key, Delivery.id).where(Delivery.idempotency_key.in_(chunk))
+            select(Delivery.idempotency_key, Delivery.id).where(
+                one_of(session, Delivery.idempotency_key, chunk)
+            )
         )
         found.update((key, delivery_id) for key, delivery_id in rows if key is not None)
     return found
@@ -203,7 +206,7 @@ def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id:
     held: set[str] = set()
     for chunk in chunks(list(delivery_ids)):
         query = select(Delivery.id).where(
-            Delivery.id.in_(chunk),
+            one_of(session, Delivery.id, chunk),
             Delivery.status == DeliveryStatus.SENDING,
             Delivery.locked_by == worker_id,
         )
@@ -229,7 +232,7 @@ def recent_marketing(
     for chunk in chunks(list(customer_ids)):
         rows = session.execute(
             select(Delivery.customer_id, Delivery.channel, Delivery.created_at).where(
-                Delivery.customer_id.in_(chunk),
+                one_of(session, Delivery.customer_id, chunk),
                 Delivery.created_at >= since,
                 Delivery.category == Category.MARKETING,
                 Delivery.status.in_(counted),
@@ -284,7 +287,7 @@ def suppressions_for(
     for chunk in chunks(list(addresses)):
         rows = session.execute(
             select(Suppression.address, Suppression.reason).where(
-                Suppression.channel == channel, Suppression.address.in_(chunk)
+                Suppression.channel == channel, one_of(session, Suppression.address, chunk)
             )
         )
         found.update((address, reason) for address, reason in rows)
@@ -337,7 +340,7 @@ def push_subscriptions_of(
     for chunk in chunks(list(customer_ids)):
         query = (
             select(PushSubscription)
-            .where(PushSubscription.customer_id.in_(chunk))
+            .where(one_of(session, PushSubscription.customer_id, chunk))
             .order_by(PushSubscription.created_at.desc())
         )
         for subscription in session.scalars(query):
@@ -422,7 +425,7 @@ def pauses_of(session: Session, customer_ids: Collection[str]) -> dict[str, date
     for chunk in chunks(list(customer_ids)):
         rows = session.execute(
             select(MessagePause.customer_id, MessagePause.until).where(
-                MessagePause.customer_id.in_(chunk)
+                one_of(session, MessagePause.customer_id, chunk)
             )
         )
         found.update((customer_id, until) for customer_id, until in rows)

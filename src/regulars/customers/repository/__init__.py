@@ -44,7 +44,7 @@ from regulars.customers.models import (
 )
 from regulars.customers.rules import FACT_FIELDS, PROFILE_STATE_FIELDS, Facts, ProfileState
 from regulars.customers.schemas import CustomerQuery
-from regulars.db import bulk_write, chunks, is_postgres, table_of
+from regulars.db import bulk_write, chunks, is_postgres, one_of, table_of
 
 IdentityKey = tuple[IdentityKind, str]
 
@@ -65,7 +65,9 @@ def get(session: Session, customer_id: str) -> Customer | None:
 def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Customer]:
     found: dict[str, Customer] = {}
     for chunk in chunks(sorted(customer_ids)):
-        for customer in session.scalars(select(Customer).where(Customer.id.in_(chunk))):
+        for customer in session.scalars(
+            select(Customer).where(one_of(session, Customer.id, chunk))
+        ):
             found[customer.id] = customer
     return found
 
@@ -73,7 +75,7 @@ def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Custo
 def time_zones(session: Session, customer_ids: Collection[str]) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for chunk in chunks(sorted(customer_ids)):
-        query = select(Customer.id, Customer.timezone).where(Customer.id.in_(chunk))
+        query = select(Customer.id, Customer.timezone).where(one_of(session, Customer.id, chunk))
         found.update({row[0]: row[1] for row in session.execute(query)})
     return found
 
@@ -139,7 +141,11 @@ def profile_states(session: Session, customer_ids: Collection[str]) -> dict[str,
     columns = [table_of(Customer).c[name] for name in PROFILE_STATE_FIELDS]
     found: dict[str, ProfileState] = {}
     for chunk in chunks(sorted(customer_ids)):
-        query = select(Customer.id, *columns).where(Customer.id.in_(chunk)).order_by(Customer.id)
+        query = (
+            select(Customer.id, *columns)
+            .where(one_of(session, Customer.id, chunk))
+            .order_by(Customer.id)
+        )
         if is_postgres(session):
             query = query.with_for_update()
         for row in session.execute(query):
@@ -203,7 +209,7 @@ def _stored_message_ids(session: Session, rows: Sequence[Mapping[str, Any]]) -> 
     for source, message_ids in by_source.items():
         for chunk in chunks(message_ids):
             query = select(Event.message_id).where(
-                Event.source == source, Event.message_id.in_(chunk)
+                Event.source == source, one_of(session, Event.message_id, chunk)
             )
             found.update(session.scalars(query))
     return found
@@ -216,7 +222,7 @@ def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Fac
     for chunk in chunks(sorted(customer_ids)):
         query = (
             select(CustomerFacts.customer_id, *columns)
-            .where(CustomerFacts.customer_id.in_(chunk))
+            .where(one_of(session, CustomerFacts.customer_id, chunk))
             .order_by(CustomerFacts.customer_id)  # one lock order for every writer: no deadlocks
         )
         if is_postgres(session):
@@ -296,7 +302,9 @@ def add_event_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> Non
 
 
 def consents_of(session: Session, customer_ids: Collection[str]) -> list[Consent]:
-    return list(session.scalars(select(Consent).where(Consent.customer_id.in_(customer_ids))))
+    return list(
+        session.scalars(select(Consent).where(one_of(session, Consent.customer_id, customer_ids)))
+    )
 
 
 def consent_statuses(
@@ -308,7 +316,9 @@ def consent_statuses(
         query = select(Consent.customer_id, Consent.channel, Consent.topic, Consent.status)
         found.extend(
             (c, ch, t, st)
-            for c, ch, t, st in session.execute(query.where(Consent.customer_id.in_(chunk)))
+            for c, ch, t, st in session.execute(
+                query.where(one_of(session, Consent.customer_id, chunk))
+            )
         )
     return found
 
@@ -368,7 +378,9 @@ def record_merge(
 
 
 def identities_of(session: Session, customer_ids: Collection[str]) -> list[Identity]:
-    return list(session.scalars(select(Identity).where(Identity.customer_id.in_(customer_ids))))
+    return list(
+        session.scalars(select(Identity).where(one_of(session, Identity.customer_id, customer_ids)))
+    )
 
 
 # --- reads, export, erase ---
@@ -430,7 +442,9 @@ def list_by_email(session: Session, email: str) -> list[Customer]:
 def facts_for(session: Session, customer_ids: Collection[str]) -> dict[str, CustomerFacts]:
     found: dict[str, CustomerFacts] = {}
     for chunk in chunks(sorted(customer_ids)):
-        rows = session.scalars(select(CustomerFacts).where(CustomerFacts.customer_id.in_(chunk)))
+        rows = session.scalars(
+            select(CustomerFacts).where(one_of(session, CustomerFacts.customer_id, chunk))
+        )
         found.update({row.customer_id: row for row in rows})
     return found
 
@@ -440,7 +454,7 @@ def event_counts_for(session: Session, customer_ids: Collection[str]) -> list[Cu
     for chunk in chunks(sorted(customer_ids)):
         found += session.scalars(
             select(CustomerEventCount)
-            .where(CustomerEventCount.customer_id.in_(chunk))
+            .where(one_of(session, CustomerEventCount.customer_id, chunk))
             .order_by(CustomerEventCount.customer_id, CustomerEventCount.event_name)
         )
     return found
@@ -622,7 +636,9 @@ def events_named(
         found.extend(
             session.scalars(
                 select(Event).where(
-                    Event.name == name, Event.customer_id.in_(chunk), Event.timestamp >= since
+                    Event.name == name,
+                    one_of(session, Event.customer_id, chunk),
+                    Event.timestamp >= since,
                 )
             )
         )

@@ -35,7 +35,7 @@ from regulars.customers.models import (
     Group,
     GroupMembership,
 )
-from regulars.db import JSONType, UTCDateTime, bulk_write, chunks, table_of
+from regulars.db import JSONType, UTCDateTime, bulk_write, chunks, one_of, table_of
 from regulars.segments import engine
 from regulars.segments.models import (
     Segment,
@@ -105,7 +105,7 @@ def members_among(
     for chunk in chunks(sorted(customer_ids)):
         query = select(SegmentMember.segment_id, SegmentMember.customer_id).where(
             SegmentMember.segment_id.in_(list(segment_ids)),
-            SegmentMember.customer_id.in_(chunk),
+            one_of(session, SegmentMember.customer_id, chunk),
         )
         found.update((s, c) for s, c in session.execute(query))
     return found
@@ -142,14 +142,15 @@ def end_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: date
         for chunk in chunks(customer_ids):
             session.execute(
                 delete(SegmentMember).where(
-                    SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(chunk)
+                    SegmentMember.segment_id == segment_id,
+                    one_of(session, SegmentMember.customer_id, chunk),
                 )
             )
             session.execute(
                 update(SegmentMembershipSpan)
                 .where(
                     SegmentMembershipSpan.segment_id == segment_id,
-                    SegmentMembershipSpan.customer_id.in_(chunk),
+                    one_of(session, SegmentMembershipSpan.customer_id, chunk),
                     SegmentMembershipSpan.exited_at.is_(None),
                 )
                 .values(exited_at=at)
@@ -286,7 +287,8 @@ def customers_by_id(session: Session, customer_ids: Sequence[str]) -> list[Custo
     if not customer_ids:
         return []
     found = {
-        c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(customer_ids)))
+        c.id: c
+        for c in session.scalars(select(Customer).where(one_of(session, Customer.id, customer_ids)))
     }
     return [found[i] for i in customer_ids if i in found]
 
@@ -356,7 +358,7 @@ def load_people(
     people: dict[str, engine.Person] = {}
     keys = {segment_id: key for key, segment_id in segment_ids.items()}
     for chunk in chunks(list(customer_ids)):
-        for row in session.execute(_PEOPLE.where(Customer.id.in_(chunk))):
+        for row in session.execute(_PEOPLE.where(one_of(session, Customer.id, chunk))):
             people[row.id] = _person(row._mapping)
         _load_relations(session, people, chunk, event_names=event_names, segments=keys)
     return list(people.values())
@@ -399,7 +401,7 @@ def _load_relations(
             Consent.status,
             nothing_at,
             nothing_json,
-        ).where(Consent.customer_id.in_(chunk)),
+        ).where(one_of(session, Consent.customer_id, chunk)),
         select(
             literal("group"),
             GroupMembership.customer_id,
@@ -410,7 +412,7 @@ def _load_relations(
             Group.traits,
         )
         .join(Group, Group.id == GroupMembership.group_id)
-        .where(GroupMembership.customer_id.in_(chunk)),
+        .where(one_of(session, GroupMembership.customer_id, chunk)),
     ]
     if event_names:  # first: its typed columns give the union's types
         parts.insert(
@@ -423,7 +425,7 @@ def _load_relations(
                 null(),
                 Event.timestamp,
                 Event.properties,
-            ).where(Event.name.in_(sorted(event_names)), Event.customer_id.in_(chunk)),
+            ).where(Event.name.in_(sorted(event_names)), one_of(session, Event.customer_id, chunk)),
         )
     if segments:
         parts.append(
@@ -436,7 +438,8 @@ def _load_relations(
                 nothing_at,
                 nothing_json,
             ).where(
-                SegmentMember.segment_id.in_(list(segments)), SegmentMember.customer_id.in_(chunk)
+                SegmentMember.segment_id.in_(list(segments)),
+                one_of(session, SegmentMember.customer_id, chunk),
             )
         )
     for kind, customer_id, a, b, c, at, document in session.execute(union_all(*parts)):
