@@ -7,8 +7,10 @@ import os
 import threading
 
 import pytest
+from sqlalchemy import select
 
-from regulars.db import Database, SQLiteCheckpointer, SQLiteWriterQueue
+from regulars.customers.models import Customer
+from regulars.db import Database, SQLiteCheckpointer, SQLiteWriterQueue, one_of
 from tests.customers.helpers import ingest
 
 
@@ -56,3 +58,25 @@ def test_writer_queue_holds_the_lock_file_other_processes_wait_on(tmp_path: obje
         fcntl.flock(other_process, fcntl.LOCK_UN)
     finally:
         os.close(other_process)
+
+
+def test_one_of_finds_exactly_the_listed_ids_at_any_length(database: Database) -> None:
+    # 1,200 profiles: more ids than one IN list of IN_LIST_CHUNK would carry.
+    result = ingest(
+        [
+            {"type": "identify", "userId": f"u{n}", "messageId": f"m{n}", "traits": {}}
+            for n in range(1200)
+        ]
+    )
+    assert result.accepted == 1200
+    with database.session(readonly=True) as session:
+        ids = sorted(session.scalars(select(Customer.id)))
+        wanted = [*ids[::2], "not-a-customer"]
+        found = session.scalars(select(Customer.id).where(one_of(session, Customer.id, wanted)))
+        nothing = session.scalars(select(Customer.id).where(one_of(session, Customer.id, [])))
+        statement = select(Customer.id).where(one_of(session, Customer.id, wanted))
+        sql = str(statement.compile(dialect=session.get_bind().dialect))
+        assert sorted(found) == ids[::2]
+        assert list(nothing) == []
+    if not database.is_sqlite:  # one array parameter, whatever the number of ids
+        assert "= ANY (" in sql and sql.count("%(") == 1
