@@ -62,7 +62,7 @@ from sqlalchemy.engine import make_url
 from bench.common import figure, fresh_database
 from regulars.config import get_settings
 from regulars.customers import service as customers
-from regulars.customers.changes import ACTIVITY_FACTS, CustomerChange
+from regulars.customers.changes import CustomerChange
 from regulars.db import Database, UTCDateTime, session_scope, set_database
 from regulars.kit import clock
 from regulars.migrate import upgrade
@@ -552,9 +552,7 @@ def live_figures(db: str, size: Size) -> None:
     rng = random.Random(size.seed + 1)
     latencies: list[float] = []
     for index in rng.sample(range(size.customers), LIVE_CUSTOMERS):
-        changes = {
-            customer_id(index, size): CustomerChange(event_names={ORDER}, facts=ACTIVITY_FACTS)
-        }
+        changes = {customer_id(index, size): CustomerChange(event_names={ORDER}, facts=True)}
         with session_scope() as session:
             began = time.perf_counter()
             service.reevaluate(session, changes)

@@ -15,23 +15,6 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-# The facts a stored event can move, by the names segment rules use. RFM scores are not
-# among them: only the RFM refresh moves those, and it recomputes the segments that read them.
-ACTIVITY_FACTS = frozenset(
-    {
-        "orders_count",
-        "revenue_total",
-        "average_order_value",
-        "refunds_count",
-        "refunded_total",
-        "events_count",
-        "first_order_at",
-        "last_order_at",
-        "first_seen_at",
-        "last_seen_at",
-    }
-)
-
 
 @dataclass
 class CustomerChange:
@@ -39,7 +22,7 @@ class CustomerChange:
 
     event_names: set[str] = field(default_factory=set)
     profile: bool = False
-    facts: frozenset[str] = frozenset()  # the facts that may have moved (ACTIVITY_FACTS...)
+    facts: bool = False  # counts, totals, first/last times moved (never RFM scores)
     consents: bool = False
     groups: bool = False
     everything: bool = False

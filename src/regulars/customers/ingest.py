@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
 from regulars.customers import changes, repository
-from regulars.customers.changes import ACTIVITY_FACTS, CustomerChange
+from regulars.customers.changes import CustomerChange
 from regulars.customers.models import EventType, Group, IdentityKind
 from regulars.customers.profiles import merge, set_consents
 from regulars.customers.repository import IdentityKey
@@ -109,7 +109,7 @@ def _changes_of(
     profile, or a merge survivor, is new to every rule: "everything" changed."""
     found: dict[str, CustomerChange] = {}
     for message, owner in stored:
-        change = found.setdefault(owner, CustomerChange(facts=ACTIVITY_FACTS))
+        change = found.setdefault(owner, CustomerChange(facts=True))
         if message.name:
             change.event_names.add(message.name)
         if message.type is EventType.IDENTIFY:

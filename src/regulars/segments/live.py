@@ -62,7 +62,7 @@ def _wakes(deps: Dependencies, change: customers.CustomerChange) -> bool:
         change.everything
         or bool(deps.event_names & change.event_names)
         or (deps.profile and change.profile)
-        or bool(deps.facts & change.facts)
+        or (deps.facts and change.facts)
         or (deps.consents and change.consents)
         or (deps.groups and change.groups)
     )

@@ -575,7 +575,9 @@ class Dependencies:
 
     event_names: frozenset[str] = frozenset()
     profile: bool = False
-    facts: frozenset[str] = frozenset()  # the fact fields read (a change wakes by field)
+    # Reads a fact that ingested events move: any but the RFM scores, which only the RFM
+    # refresh moves (and it recomputes the segments that read them).
+    facts: bool = False
     consents: bool = False
     groups: bool = False
     segments: frozenset[str] = frozenset()
@@ -605,12 +607,11 @@ def reads_rfm(rule: Rule) -> bool:
 def dependencies(rule: Rule) -> Dependencies:
     names: set[str] = set()
     segments: set[str] = set()
-    facts: set[str] = set()
-    flags = {"profile": False, "consents": False, "groups": False}
+    flags = {"profile": False, "facts": False, "consents": False, "groups": False}
     edges: list[RollingEdge] = []
     calendar = False
     for node in walk(rule):
-        calendar |= _collect(node, names, segments, facts, flags, edges)
+        calendar |= _collect(node, names, segments, flags, edges)
     time = TimeDependence.NONE
     if edges:
         time = TimeDependence.WINDOW
@@ -619,7 +620,6 @@ def dependencies(rule: Rule) -> Dependencies:
     return Dependencies(
         event_names=frozenset(names),
         segments=frozenset(segments),
-        facts=frozenset(facts),
         time=time,
         rolling=tuple(edges),
         **flags,
@@ -630,7 +630,6 @@ def _collect(
     node: Rule,
     names: set[str],
     segments: set[str],
-    facts: set[str],
     flags: dict[str, bool],
     edges: list[RollingEdge],
 ) -> bool:
@@ -639,7 +638,7 @@ def _collect(
         flags["profile"] = True
         return _time_edge(node.op, node.value, "profile", node.field, edges)
     if isinstance(node, FactCondition):
-        facts.add(node.field)
+        flags["facts"] |= node.field not in RFM_FACTS
         return _time_edge(node.op, node.value, "fact", node.field, edges)
     if isinstance(node, (EventCondition, EventTimeCondition, AbsenceCondition)):
         names.add(node.name)

@@ -21,7 +21,7 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from email import policy
 from email.utils import format_datetime, parseaddr
@@ -197,12 +197,13 @@ class SMTPTransport:
         if lanes <= 1:
             return self._lanes[0].send_all(messages)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(len(self._lanes) - 1, thread_name_prefix="smtp")
-        shares = [messages[lane::lanes] for lane in range(lanes)]
-        others = [
-            self._pool.submit(self._lanes[lane].send_all, shares[lane]) for lane in range(1, lanes)
+            self._pool = ThreadPoolExecutor(len(self._lanes), thread_name_prefix="smtp")
+        sending = [
+            self._pool.submit(self._lanes[lane].send_all, messages[lane::lanes])
+            for lane in range(lanes)
         ]
-        by_lane = [self._lanes[0].send_all(shares[0]), *(future.result() for future in others)]
+        wait(sending)  # every lane has finished before any error is raised here
+        by_lane = [lane.result() for lane in sending]
         return [by_lane[n % lanes][n // lanes] for n in range(len(messages))]
 
     def close(self) -> None:
