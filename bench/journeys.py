@@ -3,6 +3,7 @@ tracked event to its journey's message reaching the provider, with the embedded 
 
     python -m bench.journeys [--quick] [--db sqlite|postgresql|both] [--customers N]
                              [--seconds S] [--rate R] [--seed N] [--pg-url URL] [--profile]
+                             [--drain-processes N]
 
 The store: N customers (100,000; --quick 2,000) made from --seed, each an identify (email,
 phone, first name, locale en-GB or de-DE 50/50 with the time zone Europe/London or
@@ -39,6 +40,11 @@ Node-execution figures, per database, in this process:
   by the journey are counted (deliveries_queued) but not delivered: that is the messages
   bench's subject. node_executions_peak_rss: this process's peak resident memory over the
   two drains.
+- --drain-processes N (PostgreSQL; SQLite has one writer and stays at 1): each day's drain
+  runs in N worker processes side by side, as N `regulars worker` processes would (the
+  claims skip each other's locked runs). The rates are all processes' executions over the
+  wall time from their common start to the last one done; the peak RSS is the largest of
+  one process; the raw writes stay one process.
 
 With --profile the drains run under cProfile (slower: the figures are marked profiled) and
 the 30 functions with the most cumulative time are printed to stderr.
@@ -64,6 +70,7 @@ import argparse
 import base64
 import cProfile
 import http.client
+import multiprocessing
 import pstats
 import random
 import shutil
@@ -290,7 +297,7 @@ class Drain:
         }
 
 
-def drain(profiler: cProfile.Profile | None) -> Drain:
+def drain(profiler: cProfile.Profile | None, *, worker: str = "bench") -> Drain:
     """Call the journeys queue drain at the clock's now until it finds nothing due."""
     found = Drain()
     while True:
@@ -298,7 +305,7 @@ def drain(profiler: cProfile.Profile | None) -> Drain:
         began = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        executed = journey_tasks.advance_runs("bench", now, 500)
+        executed = journey_tasks.advance_runs(worker, now, 500)
         if profiler is not None:
             profiler.disable()
         seconds = time.perf_counter() - began
@@ -308,6 +315,44 @@ def drain(profiler: cProfile.Profile | None) -> Drain:
         found.executions += executed
         found.rounds += 1
         found.round_ms.append(seconds * 1000)
+
+
+def _drain_in_child(url: str, at: datetime, worker: str, ready: Any, go: Any, out: Any) -> None:
+    """One worker process of a parallel drain: connect, wait for the start, drain at `at`."""
+    set_database(Database(url))
+    with clock.frozen(at):
+        ready.put(worker)
+        go.wait()
+        found = drain(None, worker=worker)
+    out.put((found.executions, found.rounds, _memory_mb("VmHWM")))
+
+
+def drain_in_processes(url: str, processes: int) -> tuple[Drain, float]:
+    """The drain as `processes` worker processes run it side by side (PostgreSQL's claims skip
+    each other's locked runs): (executions over the wall time from the common start to the
+    last process done, the largest peak RSS of one process)."""
+    context = multiprocessing.get_context("spawn")
+    ready, out, go = context.Queue(), context.Queue(), context.Event()
+    children = [
+        context.Process(
+            target=_drain_in_child, args=(url, clock.now(), f"bench-{k}", ready, go, out)
+        )
+        for k in range(processes)
+    ]
+    for child in children:
+        child.start()
+    for _ in children:
+        ready.get(timeout=120)
+    began = time.perf_counter()
+    go.set()
+    answers = [out.get(timeout=3600) for _ in children]
+    seconds = time.perf_counter() - began
+    for child in children:
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"a drain process exited with {child.exitcode}")
+    found = Drain(sum(a[0] for a in answers), seconds, sum(a[1] for a in answers))
+    return found, max(a[2] for a in answers)
 
 
 def run_counts() -> dict[str, int]:
@@ -375,11 +420,10 @@ class Days:
 
 
 def run_days(frozen: clock.FrozenClock, db: str, url: str, *, count: int, seed: int,
-             profiler: cProfile.Profile | None) -> Days:  # fmt: skip
+             profiler: cProfile.Profile | None, processes: int) -> Days:  # fmt: skip
     """Day 0's drain at T0, the day's orders, day 1's drain; the runs checked after each."""
     at_start = _reset_peak_rss()
-    day0 = drain(profiler)
-    peak_day0 = _memory_mb("VmHWM")
+    day0, peak_day0 = _drain_day(url, profiler, processes)
     expect_runs({f"{RunState.WAITING}@wait_a_day": count}, "day 0")
     bought = orders(count, seed)
     frozen.set(T0 + timedelta(hours=23))
@@ -388,10 +432,17 @@ def run_days(frozen: clock.FrozenClock, db: str, url: str, *, count: int, seed: 
         vacuum(url, ("journey_runs", "journey_steps", "deliveries", "events"))
     frozen.set(DAY1)
     _reset_peak_rss()
-    day1 = drain(profiler)
+    day1, peak_day1 = _drain_day(url, profiler, processes)
     expect_runs({f"{RunState.COMPLETED}@ordered": len(bought),
                  f"{RunState.COMPLETED}@nudge": count - len(bought)}, "day 1")  # fmt: skip
-    return Days(day0, day1, max(peak_day0, _memory_mb("VmHWM")), at_start)
+    return Days(day0, day1, max(peak_day0, peak_day1), at_start)
+
+
+def _drain_day(url: str, profiler: cProfile.Profile | None, processes: int) -> tuple[Drain, float]:
+    """A day's drain and the peak RSS of a process that ran it."""
+    if processes > 1:
+        return drain_in_processes(url, processes)
+    return drain(profiler), _memory_mb("VmHWM")
 
 
 def expect_runs(expected: dict[str, int], when: str) -> None:
@@ -400,11 +451,14 @@ def expect_runs(expected: dict[str, int], when: str) -> None:
         raise RuntimeError(f"after {when}: {found} (expected {expected}), {failed} runs failed")
 
 
-def execution_figures(db: str, url: str, *, count: int, seed: int, profile: bool) -> None:
+def execution_figures(
+    db: str, url: str, *, count: int, seed: int, profile: bool, processes: int
+) -> None:
     profiler = cProfile.Profile() if profile else None
     with clock.frozen(T0) as frozen:
         enroll_figure(db, count=count)
-        days = run_days(frozen, db, url, count=count, seed=seed, profiler=profiler)
+        days = run_days(frozen, db, url, count=count, seed=seed, profiler=profiler,
+                        processes=processes)  # fmt: skip
     day0, day1 = days.day0, days.day1
     raw, raw_rows = raw_write_rate(day0.executions + day1.executions)
     extra: dict[str, Any] = {"profiled": True} if profile else {}
@@ -415,12 +469,12 @@ def execution_figures(db: str, url: str, *, count: int, seed: int, profile: bool
         rate = part.executions / part.seconds
         figure(BENCH, f"{name}_per_s", db, rate, "executions/s", ratio=round(rate / raw, 3),
                executions=part.executions, seconds=round(part.seconds, 2), rounds=part.rounds,
-               runs=count, **part.trend(), **extra)  # fmt: skip
+               runs=count, worker_processes=processes, **part.trend(), **extra)  # fmt: skip
     figure(BENCH, "raw_writes_per_s", db, raw, "rows/s", rows=raw_rows, per_commit=RAW_BATCH)
     queued = journey_deliveries()
     figure(BENCH, "deliveries_queued", db, sum(queued.values()), "deliveries", by=queued)
     figure(BENCH, "node_executions_peak_rss", db, days.peak_rss_mb, "MB",
-           at_start_mb=round(days.rss_at_start_mb, 1))  # fmt: skip
+           at_start_mb=round(days.rss_at_start_mb, 1), worker_processes=processes)  # fmt: skip
     if profiler is not None:
         log("cProfile of the two drains, top 30 by cumulative time:")
         stats = pstats.Stats(profiler, stream=sys.stderr)
@@ -648,7 +702,15 @@ def timed_step(label: str, work: Callable[[], object]) -> None:
 
 
 def bench_database(
-    db: str, *, count: int, seconds: float, rate: float, seed: int, pg_url: str, profile: bool
+    db: str,
+    *,
+    count: int,
+    seconds: float,
+    rate: float,
+    seed: int,
+    pg_url: str,
+    profile: bool,
+    processes: int,
 ) -> None:
     url = fresh_database(db, pg_url=pg_url)
     set_database(Database(url))
@@ -658,7 +720,7 @@ def bench_database(
             timed_step(f"{db}: segment, templates, journey", prepare_journey)
         if db == "postgresql":
             vacuum(url, ("customers", "customer_identities", "events", "consents"))
-        execution_figures(db, url, count=count, seed=seed, profile=profile)
+        execution_figures(db, url, count=count, seed=seed, profile=profile, processes=processes)
         with SinkProcess() as sink:
             latency_figures(db, url, sink, seconds=seconds, rate=rate, count=count)
     finally:
@@ -680,7 +742,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--profile", action="store_true", help="cProfile the drains (slower)")
+    parser.add_argument(
+        "--drain-processes",
+        type=int,
+        default=1,
+        help="worker processes draining the runs side by side on PostgreSQL (SQLite: 1)",
+    )
     args = parser.parse_args()
+    if args.drain_processes > 1 and args.profile:
+        parser.error("--profile profiles one process: leave out --drain-processes")
     count = args.customers or (QUICK_CUSTOMERS if args.quick else FULL_CUSTOMERS)
     seconds = args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS)
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
@@ -692,6 +762,7 @@ def main() -> None:
             seed=args.seed,
             pg_url=args.pg_url,
             profile=args.profile,
+            processes=args.drain_processes if db == "postgresql" else 1,  # one writer on SQLite
         )
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from regulars.customers.models import Customer
-from regulars.db import Database, SQLiteCheckpointer, SQLiteWriterQueue, one_of
+from regulars.db import (
+    Database,
+    SQLiteCheckpointer,
+    SQLiteWriterQueue,
+    bulk_update,
+    one_of,
+    table_of,
+)
 from tests.customers.helpers import ingest
 
 
@@ -82,3 +90,41 @@ def test_one_of_finds_exactly_the_listed_ids_at_any_length(database: Database) -
         assert nothing == []
     if not database.is_sqlite:  # one array parameter, whatever the number of ids
         assert "= ANY (" in sql and sql.count("%(") == 1
+
+
+def test_bulk_update_sets_each_row_its_own_values_and_leaves_the_rest(database: Database) -> None:
+    result = ingest(
+        [
+            {"type": "identify", "userId": f"u{n}", "messageId": f"m{n}", "traits": {"n": n}}
+            for n in range(6)
+        ]
+    )
+    assert result.accepted == 6
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    with database.session() as session:
+        before = {c.id: dict(c.traits) for c in session.scalars(select(Customer))}
+        ids = sorted(before)
+        changed, untouched = ids[:4], ids[4:]
+        rows = [
+            {
+                "id": customer_id,
+                "first_name": None if k == 3 else f"Name {k}",
+                "traits": {"plan": {"tier": k}, "tags": ["a", k]},
+                "updated_at": at + timedelta(minutes=k),
+                "traits_updated_at": None,  # a column all of whose values are NULL
+            }
+            for k, customer_id in enumerate(changed)
+        ]
+        bulk_update(session, table_of(Customer), rows, key="id", shape="test")
+        bulk_update(session, table_of(Customer), [], key="id", shape="test")
+    with database.session(readonly=True) as session:
+        found = {c.id: c for c in session.scalars(select(Customer))}
+    for k, customer_id in enumerate(changed):
+        customer = found[customer_id]
+        assert customer.first_name == (None if k == 3 else f"Name {k}")
+        assert customer.traits == {"plan": {"tier": k}, "tags": ["a", k]}
+        assert customer.updated_at == at + timedelta(minutes=k)
+        assert customer.traits_updated_at is None
+    for customer_id in untouched:
+        assert found[customer_id].traits == before[customer_id]
+        assert found[customer_id].traits_updated_at is not None

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -345,6 +346,33 @@ def bulk_write(
         raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
 
 
+def bulk_update(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str, shape: str
+) -> None:
+    """Set each row's own values on the row whose `key` column matches, in one statement
+    whose SQL text never changes, straight through the driver as `bulk_write` does.
+
+    PostgreSQL: `UPDATE ... FROM (SELECT unnest(array1), ...) AS v WHERE t.key = v.key`, one
+    statement for the whole batch (an executemany UPDATE is one statement per row for the
+    server, pipelined or not). SQLite: one prepared UPDATE run by the driver's executemany.
+    All rows have the same keys, `key` among them. Pending ORM changes are flushed first.
+    """
+    if not rows:
+        return
+    session.flush()
+    connection = session.connection()
+    columns = tuple(rows[0])
+    cache_key = (connection.dialect.name, table.name, columns, f"update by {key}: {shape}")
+    if cache_key not in _compiled:
+        _compiled[cache_key] = _compile_update(connection.dialect, table, columns, key)
+    sql, order = _compiled[cache_key]
+    dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    try:
+        _execute_raw(connection, table, rows, sql, order, returning=False)
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
+
+
 def _execute_raw(
     connection: Connection,
     table: Table,
@@ -388,12 +416,7 @@ def _compile(
     dialect: Dialect, table: Table, columns: tuple[str, ...], finish: Finish, returning: Any
 ) -> tuple[str, tuple[str, ...]]:
     if dialect.name == "postgresql":
-        source = select(
-            *(
-                func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type))).label(name)
-                for name in columns
-            )
-        )
+        source = select(*(_unnested(table, name) for name in columns))
         statement = finish(postgresql.insert(table).from_select(list(columns), source))
         if returning is not None:
             statement = statement.returning(returning)
@@ -401,6 +424,34 @@ def _compile(
         return _BINARY_PLACEHOLDER.sub(r"%(\1)b", sql), columns  # arrays travel in binary
     compiled = finish(sqlite.insert(table)).compile(dialect=dialect, column_keys=list(columns))
     return str(compiled), tuple(compiled.positiontup or ())
+
+
+def _compile_update(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], key: str
+) -> tuple[str, tuple[str, ...]]:
+    changed = [name for name in columns if name != key]
+    if dialect.name == "postgresql":
+        source = select(*(_unnested(table, name) for name in columns)).subquery("v")
+        statement = (
+            update(table)
+            .where(table.c[key] == source.c[key])
+            .values({name: source.c[name] for name in changed})
+        )
+        sql = str(statement.compile(dialect=dialect))
+        return _BINARY_PLACEHOLDER.sub(r"%(\1)b", sql), columns
+    # "b_" because SQLAlchemy keeps a column's own name for its automatic SET parameter
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam(f"b_{key}"))
+        .values({name: bindparam(f"b_{name}") for name in changed})
+    )
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), tuple(name[2:] for name in compiled.positiontup or ())
+
+
+def _unnested(table: Table, name: str) -> Any:
+    """`unnest(:u_name) AS name`: one column of a batch sent as one array."""
+    return func.unnest(bindparam(f"u_{name}", type_=ARRAY(table.c[name].type))).label(name)
 
 
 def _pg_column(table: Table, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:

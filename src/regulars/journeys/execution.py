@@ -96,7 +96,7 @@ class Run:
 
     def saved(self) -> dict[str, Any]:
         return {
-            "run_id": self.id,
+            "id": self.id,
             "state": self.state,
             "node_id": self.node_id,
             "arrived_at": self.arrived_at,

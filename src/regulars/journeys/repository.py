@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, text, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.orm import Session
 
-from regulars.db import bulk_write, chunks, is_postgres, one_of, table_of
+from regulars.db import bulk_update, bulk_write, chunks, is_postgres, one_of, table_of
 from regulars.journeys.definition import Status
 from regulars.journeys.models import (
     ACTIVE_STATES,
@@ -162,29 +162,10 @@ def claim_due(
     return list(session.execute(query))
 
 
-_UPDATE_RUN = (
-    update(table_of(JourneyRun))
-    .where(table_of(JourneyRun).c.id == bindparam("run_id"))
-    .values(
-        state=bindparam("state"),
-        node_id=bindparam("node_id"),
-        arrived_at=bindparam("arrived_at"),
-        due_at=bindparam("due_at"),
-        listen_for=bindparam("listen_for"),
-        heard=bindparam("heard"),
-        heard_at=bindparam("heard_at"),
-        variant=bindparam("variant"),
-        steps=bindparam("steps"),
-        ended_at=bindparam("ended_at"),
-        exit_reason=bindparam("exit_reason"),
-    )
-)
-
-
 def save_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write where each run stands now: one executemany for the whole batch."""
-    if rows:
-        session.execute(_UPDATE_RUN, list(rows))
+    """Write where each run stands now (rows keyed by the run's `id`): one statement for the
+    whole batch."""
+    bulk_update(session, table_of(JourneyRun), rows, key="id", shape="runs")
 
 
 def record_failure(
