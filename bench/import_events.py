@@ -1,12 +1,14 @@
 """`regulars import events` throughput: a JSONL export of a shop, imported end to end.
 
     python -m bench.import_events [--quick] [--db sqlite|postgresql|both] [--pg-url URL]
+                                  [--chunk-size N]
 
 The file (1M lines; --quick: 50k) is made deterministically in /tmp: 50,000 people, their
 page views, product views, carts, orders and identifies interleaved in time order as an
 export would be. Figure per database: events_per_s of `import_file` (read, parse, validate,
-resolve identities, store, facts; 1,000 rows per transaction), with `ratio` against a raw
-executemany INSERT of the same event rows into the events table, 1,000 rows per transaction.
+resolve identities, store, facts; --chunk-size rows per transaction, the importer's default
+unless given), with `ratio` against a raw executemany INSERT of the same event rows into the
+events table, as many rows per transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import orjson
 
 from bench.common import figure, fresh_database, raw_insert_rate
-from regulars.customers.importer import ImportKind, import_file
+from regulars.customers.importer import CHUNK, ImportKind, import_file
 from regulars.db import Database, set_database
 from regulars.kit import clock
 
@@ -32,7 +34,6 @@ BENCH = "import"
 FULL_LINES = 1_000_000
 QUICK_LINES = 50_000
 PEOPLE = 50_000
-CHUNK = 1000
 RAW_ROWS_MAX = 200_000
 PG_URL = "postgresql://postgres@127.0.0.1:5432/regulars_bench_import"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -78,33 +79,34 @@ def write_file(count: int) -> Path:
     return path
 
 
-def import_rate(path: Path, count: int) -> float:
+def import_rate(path: Path, count: int, *, chunk_size: int) -> float:
     began = time.perf_counter()
-    summary = import_file(path, kind=ImportKind.EVENTS, source="bench", chunk_size=CHUNK)
+    summary = import_file(path, kind=ImportKind.EVENTS, source="bench", chunk_size=chunk_size)
     elapsed = time.perf_counter() - began
     assert summary.imported == count, f"imported {summary.imported} of {count}"
     return count / elapsed
 
 
-def raw_rate(database: Database, path: Path, count: int) -> float:
+def raw_rate(database: Database, path: Path, count: int, *, chunk_size: int) -> float:
     with path.open("rb") as stream:
         lines = itertools.islice(stream, min(count, RAW_ROWS_MAX))
         messages = [orjson.loads(line) for line in lines]
-    return raw_insert_rate(database, messages, rows_per_commit=CHUNK)
+    return raw_insert_rate(database, messages, rows_per_commit=chunk_size)
 
 
-def run(db: str, *, path: Path, count: int, pg_url: str) -> None:
+def run(db: str, *, path: Path, count: int, pg_url: str, chunk_size: int) -> None:
     url = fresh_database(db, pg_url=pg_url)
     database = Database(url)
     set_database(database)
     try:
         with clock.frozen(T0 + timedelta(days=366)):
-            rate = import_rate(path, count)
-        raw = raw_rate(database, path, count)
+            rate = import_rate(path, count, chunk_size=chunk_size)
+        raw = raw_rate(database, path, count, chunk_size=chunk_size)
     finally:
         set_database(None)
-    figure(BENCH, "events_per_s", db, rate, "events/s", ratio=round(rate / raw, 3))
-    figure(BENCH, "raw_insert_per_s", db, raw, "rows/s")
+    figure(BENCH, "events_per_s", db, rate, "events/s", ratio=round(rate / raw, 3),
+           chunk_size=chunk_size)  # fmt: skip
+    figure(BENCH, "raw_insert_per_s", db, raw, "rows/s", rows_per_commit=chunk_size)
 
 
 def main() -> None:
@@ -112,11 +114,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_LINES:,} lines")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--chunk-size", type=int, default=CHUNK, help="rows per transaction")
     args = parser.parse_args()
     count = QUICK_LINES if args.quick else FULL_LINES
     path = write_file(count)
     for db in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
-        run(db, path=path, count=count, pg_url=args.pg_url)
+        run(db, path=path, count=count, pg_url=args.pg_url, chunk_size=args.chunk_size)
 
 
 if __name__ == "__main__":
