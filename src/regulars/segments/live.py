@@ -33,7 +33,7 @@ class _Entry:
 
 @dataclass(frozen=True)
 class SegmentIndex:
-    version: tuple[tuple[str, datetime], ...]
+    version: tuple[tuple[str, str], ...]
     entries: tuple[_Entry, ...]
     dependents: Mapping[str, frozenset[str]]  # key -> keys of segments that refer to it
 
@@ -84,7 +84,7 @@ def index(session: Session) -> SegmentIndex:
     return built
 
 
-def _build(version: tuple[tuple[str, datetime], ...], segments: list[Segment]) -> SegmentIndex:
+def _build(version: tuple[tuple[str, str], ...], segments: list[Segment]) -> SegmentIndex:
     entries = []
     for segment in segments:
         target = Target.of(segment)
