@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -50,7 +49,7 @@ class Version:
 
 @dataclass(frozen=True)
 class Catalog:
-    stamp: tuple[tuple[str, str, int | None, datetime], ...]
+    stamp: tuple[tuple[str, str, int | None, str], ...]
     live: tuple[Version, ...]  # the current version of each live or paused journey
     starts: Mapping[str, tuple[Version, ...]] = field(default_factory=dict)
     exits: Mapping[str, tuple[Version, ...]] = field(default_factory=dict)
@@ -117,7 +116,7 @@ def _database(session: Session) -> str:
     return str(session.get_bind().engine.url)
 
 
-def _build(session: Session, stamp: tuple[tuple[str, str, int | None, datetime], ...]) -> Catalog:
+def _build(session: Session, stamp: tuple[tuple[str, str, int | None, str], ...]) -> Catalog:
     live: list[Version] = []
     listened: set[str] = set()
     keys = repository.journey_keys(session, [row[0] for row in stamp])

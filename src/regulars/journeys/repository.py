@@ -6,10 +6,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, text, update
+from sqlalchemy import Row, String, bindparam, func, select, text, type_coerce, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
-from regulars.db import bulk_update, bulk_write, chunks, is_postgres, one_of, table_of
+from regulars.db import (
+    bulk_update,
+    bulk_write,
+    chunks,
+    is_postgres,
+    one_of,
+    one_of_parameter,
+    prepared,
+    table_of,
+)
 from regulars.journeys.definition import Status
 from regulars.journeys.models import (
     ACTIVE_STATES,
@@ -38,14 +48,19 @@ def list_after(session: Session, *, after: str | None, limit: int) -> list[Journ
     return list(session.scalars(query))
 
 
-def stamp(session: Session) -> tuple[tuple[str, str, int | None, datetime], ...]:
-    """What tells a process its cached journeys are stale: one small read."""
-    rows = session.execute(
-        select(Journey.id, Journey.status, Journey.live_version, Journey.updated_at).order_by(
-            Journey.id
-        )
-    )
-    return tuple((r[0], r[1], r[2], r[3]) for r in rows)
+def stamp(session: Session) -> tuple[tuple[str, str, int | None, str], ...]:
+    """What tells a process its cached journeys are stale: one small read, of a statement
+    built once, its times as stored (it runs with every tracked event)."""
+    return tuple((r[0], r[1], r[2], str(r[3])) for r in session.execute(_STAMP))
+
+
+_JOURNEYS = table_of(Journey)
+_STAMP = select(
+    _JOURNEYS.c.id,
+    _JOURNEYS.c.status,
+    _JOURNEYS.c.live_version,
+    type_coerce(_JOURNEYS.c.updated_at, String),
+).order_by(_JOURNEYS.c.id)
 
 
 def definition_of(session: Session, journey_id: str, version: int) -> dict[str, Any] | None:
@@ -91,7 +106,10 @@ def insert_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
 
 def _total_changes(session: Session) -> int:
     """SQLite's count of rows written on this connection (a skipped conflict adds none)."""
-    return int(session.execute(text("SELECT total_changes()")).scalar_one())
+    return int(session.execute(_TOTAL_CHANGES).scalar_one())
+
+
+_TOTAL_CHANGES = text("SELECT total_changes()")
 
 
 def entry_history(
@@ -99,12 +117,19 @@ def entry_history(
 ) -> list[tuple[str, str, str, datetime]]:
     """(customer, entry key, state, entered at) of every run of these customers."""
     found: list[tuple[str, str, str, datetime]] = []
+    query = prepared(session, ("journeys.entry_history",), lambda: _history_query(session))
     for chunk in chunks(list(customer_ids)):
-        query = select(
-            JourneyRun.customer_id, JourneyRun.entry_key, JourneyRun.state, JourneyRun.entered_at
-        ).where(JourneyRun.journey_id == journey_id, one_of(session, JourneyRun.customer_id, chunk))
-        found.extend((r[0], r[1], r[2], r[3]) for r in session.execute(query))
+        rows = session.execute(query, {"journey": journey_id, "ids": list(chunk)})
+        found.extend((r[0], r[1], r[2], r[3]) for r in rows)
     return found
+
+
+def _history_query(session: Session) -> Select[Any]:
+    runs = table_of(JourneyRun)
+    return select(runs.c.customer_id, runs.c.entry_key, runs.c.state, runs.c.entered_at).where(
+        runs.c.journey_id == bindparam("journey"),
+        one_of_parameter(session, runs.c.customer_id, "ids"),
+    )
 
 
 def entered_since(session: Session, journey_id: str, since: datetime) -> int:

@@ -12,7 +12,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     cast,
@@ -24,8 +23,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from regulars.customers.models import (
     Consent,
@@ -44,7 +43,15 @@ from regulars.customers.models import (
 )
 from regulars.customers.rules import FACT_FIELDS, PROFILE_STATE_FIELDS, Facts, ProfileState
 from regulars.customers.schemas import CustomerQuery
-from regulars.db import bulk_write, chunks, is_postgres, one_of, table_of
+from regulars.db import (
+    bulk_write,
+    chunks,
+    is_postgres,
+    one_of,
+    one_of_parameter,
+    prepared,
+    table_of,
+)
 
 IdentityKey = tuple[IdentityKind, str]
 
@@ -90,38 +97,40 @@ def load_identities(
     session: Session, keys: Collection[IdentityKey]
 ) -> dict[IdentityKey, tuple[str, str | None]]:
     """The customer (id, external id) each known identifier belongs to; unknown ones are absent.
-    One query for the whole batch; on PostgreSQL its text does not depend on the batch size."""
+    One query for the whole batch, built once: its text does not depend on the batch."""
     users = sorted({value for kind, value in keys if kind is IdentityKind.USER_ID})
     anonymous = sorted({value for kind, value in keys if kind is IdentityKind.ANONYMOUS_ID})
+    query = prepared(session, ("customers.identities",), lambda: _identities_query(session))
     found: dict[IdentityKey, tuple[str, str | None]] = {}
     for user_chunk, anonymous_chunk in itertools.zip_longest(
         chunks(users), chunks(anonymous), fillvalue=()
     ):
-        query = (
-            select(Identity.kind, Identity.value, Identity.customer_id, Customer.external_id)
-            .join(Customer, Customer.id == Identity.customer_id)
-            .where(
-                or_(
-                    and_(
-                        Identity.kind == IdentityKind.USER_ID, _among(session, user_chunk, "users")
-                    ),
-                    and_(
-                        Identity.kind == IdentityKind.ANONYMOUS_ID,
-                        _among(session, anonymous_chunk, "anonymous"),
-                    ),
-                )
-            )
-        )
-        for kind, value, owner, external in session.execute(query):
+        values = {"users": list(user_chunk), "anonymous": list(anonymous_chunk)}
+        for kind, value, owner, external in session.execute(query, values):
             found[(IdentityKind(kind), value)] = (owner, external)
     return found
 
 
-def _among(session: Session, values: Sequence[str], name: str) -> Any:
-    """`identities.value` is one of `values`: `= ANY(array)` on PostgreSQL, `IN (...)` else."""
-    if is_postgres(session):
-        return Identity.value == any_(bindparam(name, list(values), type_=ARRAY(String)))
-    return Identity.value.in_(values)
+def _identities_query(session: Session) -> Select[Any]:
+    identities, customers = table_of(Identity), table_of(Customer)
+    return (
+        select(
+            identities.c.kind, identities.c.value, identities.c.customer_id, customers.c.external_id
+        )
+        .join(customers, customers.c.id == identities.c.customer_id)
+        .where(
+            or_(
+                and_(
+                    identities.c.kind == IdentityKind.USER_ID,
+                    one_of_parameter(session, identities.c.value, "users"),
+                ),
+                and_(
+                    identities.c.kind == IdentityKind.ANONYMOUS_ID,
+                    one_of_parameter(session, identities.c.value, "anonymous"),
+                ),
+            )
+        )
+    )
 
 
 # --- writes of the ingestion path ---
@@ -206,13 +215,19 @@ def _stored_message_ids(session: Session, rows: Sequence[Mapping[str, Any]]) -> 
     by_source: dict[str, list[str]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row["message_id"])
+    query = prepared(session, ("customers.stored_message_ids",), lambda: _stored_query(session))
     for source, message_ids in by_source.items():
         for chunk in chunks(message_ids):
-            query = select(Event.message_id).where(
-                Event.source == source, one_of(session, Event.message_id, chunk)
-            )
-            found.update(session.scalars(query))
+            found.update(session.scalars(query, {"source": source, "ids": list(chunk)}))
     return found
+
+
+def _stored_query(session: Session) -> Select[Any]:
+    events = table_of(Event)
+    return select(events.c.message_id).where(
+        events.c.source == bindparam("source"),
+        one_of_parameter(session, events.c.message_id, "ids"),
+    )
 
 
 def lock_facts(session: Session, customer_ids: Collection[str]) -> dict[str, Facts]:

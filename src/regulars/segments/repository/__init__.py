@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     String,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import CompoundSelect, Select
+from sqlalchemy.sql import CompoundSelect, Delete, Select, Update
 
 from regulars.customers.models import (
     Consent,
@@ -156,23 +157,32 @@ def end_memberships(session: Session, pairs: Sequence[tuple[str, str]], at: date
     by_segment: dict[str, list[str]] = {}
     for segment_id, customer_id in pairs:
         by_segment.setdefault(segment_id, []).append(customer_id)
+    leave, close = prepared(session, ("segments.end_memberships",), lambda: _leaving(session))
     for segment_id, customer_ids in by_segment.items():
         for chunk in chunks(customer_ids):
-            session.execute(
-                delete(SegmentMember).where(
-                    SegmentMember.segment_id == segment_id,
-                    one_of(session, SegmentMember.customer_id, chunk),
-                )
-            )
-            session.execute(
-                update(SegmentMembershipSpan)
-                .where(
-                    SegmentMembershipSpan.segment_id == segment_id,
-                    one_of(session, SegmentMembershipSpan.customer_id, chunk),
-                    SegmentMembershipSpan.exited_at.is_(None),
-                )
-                .values(exited_at=at)
-            )
+            values = {"segment": segment_id, "ids": list(chunk), "at": at}
+            session.execute(leave, values)
+            session.execute(close, values)
+
+
+def _leaving(session: Session) -> tuple[Delete, Update]:
+    """The members of `segment` among `ids` removed, and their open stays closed at `at` (no
+    parameter is named after a column: an UPDATE keeps those names for its SET values)."""
+    members, spans = table_of(SegmentMember), table_of(SegmentMembershipSpan)
+    leave = delete(members).where(
+        members.c.segment_id == bindparam("segment"),
+        one_of_parameter(session, members.c.customer_id, "ids"),
+    )
+    close = (
+        update(spans)
+        .where(
+            spans.c.segment_id == bindparam("segment"),
+            one_of_parameter(session, spans.c.customer_id, "ids"),
+            spans.c.exited_at.is_(None),
+        )
+        .values(exited_at=bindparam("at", type_=UTCDateTime()))
+    )
+    return leave, close
 
 
 def add_to_counts(session: Session, deltas: Mapping[str, int]) -> None:
@@ -185,7 +195,7 @@ def add_to_counts(session: Session, deltas: Mapping[str, int]) -> None:
         if delta
     ]
     if rows:
-        session.execute(insert(SegmentCountChange), rows)
+        session.execute(insert(table_of(SegmentCountChange)), rows)
 
 
 def fold_count_changes(session: Session) -> None:
