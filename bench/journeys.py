@@ -59,9 +59,12 @@ open loop from CLIENTS threads: event i leaves at t0 + i / rate. Per event, from
 client's send (wall clock) to the sink accepting the message: p50/p95/p99/max
 (event_to_provider_*); the HTTP answer's p50/p99 (track_http_*); track_requests_per_s, the
 rate the clients reached (they fall behind when the server answers slower than
-CLIENTS / rate) with late_p99_ms and the jobs the server ran. A segment sweep runs before
-the server starts, as messages does, so the server's first one is not the built-ins'
-installation.
+CLIENTS / rate) with late_p99_ms and the jobs the server ran. Where the time goes, per
+event: received_to_queued (the server receiving the event to the journey queuing its
+delivery: the worker noticing the new run and moving it) and queued_to_provider (that to
+the sink accepting the message: the worker's delivery round and the SMTP dialogue), from
+the stored times of the server's clock. A segment sweep runs before the server starts, as
+messages does, so the server's first one is not the built-ins' installation.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ from sqlalchemy.engine import make_url
 from bench.common import figure, fresh_database, running_server
 from bench.smtp_sink import SinkProcess
 from regulars.customers import service as customers
-from regulars.customers.models import Consent, ConsentChange, Customer
+from regulars.customers.models import Consent, ConsentChange, Customer, Event
 from regulars.db import Database, UTCDateTime, get_database, session_scope, set_database
 from regulars.identity.service import create_source
 from regulars.jobs.models import Job
@@ -636,6 +639,27 @@ def thanks_addresses() -> dict[str, str]:
         return {row.id: str(row.address) for row in session.execute(query)}
 
 
+def hop_times() -> tuple[dict[int, float], dict[int, float]]:
+    """Per event i (its messageId lat-i): when the server received it and when the journey
+    queued its delivery, as epoch seconds of the server's clock."""
+    received_query = select(Event.message_id, Event.received_at).where(
+        Event.message_id.like("lat-%")
+    )
+    queued_query = select(Delivery.address, Delivery.created_at).where(
+        Delivery.template_key == THANKS
+    )
+    with session_scope(readonly=True) as session:
+        received = {
+            int(message_id[4:]): at.timestamp()
+            for message_id, at in session.execute(received_query)
+        }
+        queued = {
+            int(str(address).split("@")[0][1:]): at.timestamp()
+            for address, at in session.execute(queued_query)
+        }
+    return received, queued
+
+
 def jobs_finished_since(since: datetime) -> dict[str, int]:
     query = select(Job.kind, func.count()).where(Job.finished_at >= since).group_by(Job.kind)
     with session_scope(readonly=True) as session:
@@ -677,6 +701,11 @@ def latency_figures(
            late_p99_ms=round(late, 2))  # fmt: skip
     percentiles(db, "event_to_provider", to_sink, (50, 95, 99))
     percentiles(db, "track_http", [a.http_ms for a in answers], (50, 99))
+    received, queued = hop_times()
+    percentiles(db, "received_to_queued", [(queued[i] - received[i]) * 1000 for i in by_event],
+                (50, 99))  # fmt: skip
+    percentiles(db, "queued_to_provider", [(by_event[i] - queued[i]) * 1000 for i in by_event],
+                (50, 99))  # fmt: skip
 
 
 # ---- one database, end to end ------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 One batch: enqueue the next occurrence of each recurring job, claim due jobs in one short
 transaction, then run each job in its own transaction, where the handler's writes and the
-job's completion commit together. A failing job is rolled back and its failure recorded in a
-fresh transaction; the rest of the batch goes on.
+job's completion commit together (a job registered to commit in steps opens its own
+transactions, and is completed in one more). A failing job is rolled back and its failure
+recorded in a fresh transaction; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import socket
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -113,7 +114,11 @@ class Worker:
         """Run one claimed job; return its new status, or None if the lease was lost."""
         try:
             with session_scope() as session:
-                self._run_handler(session, job_id, now)
+                steps = self._run_handler(session, job_id, now)
+            if steps is not None:  # the job commits in steps: outside the job's transaction
+                steps()
+                with session_scope() as session:
+                    self._complete(session, job_id, now)
             return JobStatus.DONE
         except LeaseLost:
             log.warning("job %d: lease lost to another worker, rolled back", job_id)
@@ -126,11 +131,23 @@ class Worker:
                 session, job_id, worker_id=self.worker_id, error=error, now=_now(now)
             )
 
-    def _run_handler(self, session: Session, job_id: int, now: datetime | None) -> None:
+    def _run_handler(
+        self, session: Session, job_id: int, now: datetime | None
+    ) -> Callable[[], None] | None:
+        """Run the job's handler in `session` and complete it there; a job that commits in
+        steps is answered instead, to run once this transaction has ended."""
         job = service.claimed(session, job_id, worker_id=self.worker_id)
         if job is None:
             raise LeaseLost(job_id)
-        self.registry.handler(job.kind)(session, dict(job.payload))
+        payload = dict(job.payload)
+        in_steps = self.registry.steps_handler(job.kind)
+        if in_steps is not None:
+            return lambda: in_steps(payload)
+        self.registry.handler(job.kind)(session, payload)
+        self._complete(session, job_id, now)
+        return None
+
+    def _complete(self, session: Session, job_id: int, now: datetime | None) -> None:
         if not service.complete(session, job_id, worker_id=self.worker_id, now=_now(now)):
             raise LeaseLost(job_id)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from regulars.db import Database
@@ -19,8 +19,8 @@ from regulars.jobs.service import Registry
 from regulars.kit.clock import FrozenClock
 from regulars.worker import EmbeddedWorker, Worker
 
-from .conftest import START, recorded
-from .worker_tasks import record
+from .conftest import START, Boom, recorded
+from .worker_tasks import effects, record
 
 LEASE = timedelta(seconds=300)  # the default job_lease_seconds
 
@@ -217,6 +217,82 @@ def test_an_interval_job_is_queued_for_its_next_occurrence_and_runs(
     assert queued == {
         "recurring:tests.tick:2026-03-02T10:30:00+00:00": datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
     }
+
+
+def _steps_writing(
+    database: Database, seen_outside: list[bool], fail_after: int | None = None
+) -> Callable[[Mapping[str, object]], None]:
+    """A job in steps: three transactions of its own, each one effect row. Before each it
+    looks from another thread whether another writer can commit (SQLite's one write lock),
+    which it cannot while the job's own transaction is open."""
+
+    def steps(payload: Mapping[str, object]) -> None:
+        from regulars.db import session_scope
+
+        assert payload == {}
+        for n in range(3):
+            seen_outside.append(_another_writer_commits(database))
+            if fail_after is not None and n == fail_after:
+                raise Boom("in the middle")
+            with session_scope() as session:
+                session.execute(insert(effects).values(n=n, worker="steps"))
+
+    return steps
+
+
+def _another_writer_commits(database: Database) -> bool:
+    done = threading.Event()
+
+    def write() -> None:
+        with database.session() as session:
+            session.execute(insert(effects).values(n=99, worker="other"))
+        done.set()
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return done.wait(timeout=5)
+
+
+def test_a_job_in_steps_commits_each_step_outside_the_jobs_transaction(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    seen_outside: list[bool] = []
+    steps = _steps_writing(database, seen_outside)
+    registry.recurring_in_steps("tests.steps", every=timedelta(minutes=15))(steps)
+    worker = Worker(registry=registry)
+    frozen.set(datetime(2026, 3, 2, 9, 7, tzinfo=UTC))
+    assert worker.run_once() == 0  # queues the next occurrence
+    frozen.set(datetime(2026, 3, 2, 9, 15, tzinfo=UTC))
+
+    assert worker.run_once() == 1
+
+    assert seen_outside == [True, True, True]
+    assert [n for n, who in recorded(database) if who == "steps"] == [0, 1, 2]
+    key = "recurring:tests.steps:2026-03-02T09:15:00+00:00"
+    assert _jobs_by_key(database)[key].status == JobStatus.DONE
+    assert registry.steps_handler("tests.steps") is steps
+    with pytest.raises(service.UnknownTask, match="commits in steps"):
+        registry.handler("tests.steps")(None, {})  # type: ignore[arg-type]
+
+
+def test_a_job_in_steps_that_fails_keeps_its_committed_steps_and_is_retried(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    seen_outside: list[bool] = []
+    registry.recurring_in_steps("tests.steps", every=timedelta(minutes=15))(
+        _steps_writing(database, seen_outside, fail_after=1)
+    )
+    worker = Worker(registry=registry)
+    frozen.set(datetime(2026, 3, 2, 9, 7, tzinfo=UTC))
+    assert worker.run_once() == 0
+    frozen.set(datetime(2026, 3, 2, 9, 15, tzinfo=UTC))
+
+    assert worker.run_once() == 1
+
+    job = _jobs_by_key(database)["recurring:tests.steps:2026-03-02T09:15:00+00:00"]
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
+    assert job.last_error is not None and "in the middle" in job.last_error
+    assert [n for n, who in recorded(database) if who == "steps"] == [0]
 
 
 def test_a_daily_job_keeps_its_local_time_across_a_dst_change(

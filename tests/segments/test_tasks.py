@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from regulars.customers.models import CustomerFacts
 from regulars.db import Database, session_scope
@@ -64,8 +67,7 @@ def test_refresh_rfm_scores_then_recomputes_the_segments_reading_them(
             service.compute(session, "top-recency")
         with session_scope(readonly=True) as session:
             assert service.members(session, "top-recency", cursor=None, limit=10).items == []
-        with session_scope() as session:
-            tasks.refresh_rfm(session, {})
+        tasks.refresh_rfm({})  # it opens its own transactions
     recent = owner_of("recent")
     with session_scope(readonly=True) as session:
         rows = session.execute(select(CustomerFacts.customer_id, CustomerFacts.rfm_recency))
@@ -90,3 +92,59 @@ def test_the_compute_job_fills_a_new_segment_and_skips_a_deleted_one(database: D
             assert service.segment_read(session, service.require(session, "b")).members_count == 1
             service.delete(session, "b")
             tasks.compute(session, {"segment": "b"})  # gone since it was queued: nothing to do
+
+
+def test_the_rfm_refresh_writes_a_chunk_per_transaction_and_ingestion_goes_on_between(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = importlib.import_module("regulars.segments.tasks")
+    monkeypatch.setattr(tasks, "RFM_CHUNK", 2)
+    written: list[list[str]] = []
+    real_write = tasks.customers.write_rfm_scores
+
+    def write(session: Session, scores: list[tuple[str, int, int, int]]) -> None:
+        written.append([customer_id for customer_id, *_ in scores])
+        real_write(session, scores)
+
+    def ingest_meanwhile(session: Session) -> list[list[str]]:
+        # Between the scores and the computes: another writer's order commits at once.
+        done = threading.Event()
+
+        def late_order() -> None:
+            order("late", days_ago=0, n=1)
+            done.set()
+
+        threading.Thread(target=late_order, daemon=True).start()
+        assert done.wait(timeout=10), "an order waited for the RFM refresh to end"
+        return real_levels(session)
+
+    real_levels = service.rfm_reader_levels
+    monkeypatch.setattr(tasks.customers, "write_rfm_scores", write)
+    monkeypatch.setattr(tasks.service, "rfm_reader_levels", ingest_meanwhile)
+    with clock.frozen(T0):
+        for n, user in enumerate(["a", "b", "c", "d", "e"]):
+            order(user, days_ago=10 * (n + 1), n=n)
+        with session_scope() as session:
+            service.create(
+                session,
+                SegmentCreate(
+                    key="champions-ish",
+                    name="Champions-ish",
+                    rule={"type": "fact", "field": "rfm_recency", "op": "gte", "value": 4},
+                ),
+            )
+            service.compute(session, "champions-ish")
+
+        tasks.refresh_rfm({})
+
+    ids = {user: str(owner_of(user)) for user in ["a", "b", "c", "d", "e"]}
+    assert [len(chunk) for chunk in written] == [2, 2, 1]
+    assert sorted(c for chunk in written for c in chunk) == sorted(ids.values())
+    with session_scope(readonly=True) as session:
+        rows = session.execute(select(CustomerFacts.customer_id, CustomerFacts.rfm_recency))
+        recency = {str(c): r for c, r in rows}
+        page = service.members(session, "champions-ish", cursor=None, limit=10)
+    # Five scored customers, a the most recent: 1 + 5 * (customers below) // 5.
+    assert [recency[ids[u]] for u in ["a", "b", "c", "d", "e"]] == [5, 4, 3, 2, 1]
+    assert recency[str(owner_of("late"))] is None  # ordered after the scores were read
+    assert sorted(m.customer_id for m in page.items) == sorted([ids["a"], ids["b"]])

@@ -13,18 +13,22 @@ an order have no scores (NULL). Scores follow the facts as stored: refunds do no
 `orders_count`, and `revenue_total_cents` is what the orders said.
 
 Scores are relative, so they are refreshed for everyone at once on a schedule (the
-`segments.refresh_rfm` job) in one set-based statement. The segments domain reads them
-on its own schedule; a refresh publishes no change events.
+`segments.refresh_rfm` job): one set-based read of the scores that changed, then a write of
+a chunk of customers per transaction, so ingestion never waits for the whole refresh
+(`refresh_rfm` does both in the caller's one transaction, for the demo and tests). The
+segments domain reads them on its own schedule; a refresh publishes no change events.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from regulars.customers import repository
+from regulars.customers.repository import RfmScores
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +40,15 @@ def refresh_rfm(session: Session, *, now: datetime) -> int:
     changed = repository.update_rfm_scores(session)
     log.info("RFM scores refreshed at %s: %d customers changed", now.isoformat(), changed)
     return changed
+
+
+def rfm_score_changes(session: Session) -> list[RfmScores]:
+    """(customer id, recency, frequency, monetary) of every customer whose scores would
+    change now, read without locks; store them with `write_rfm_scores`, a chunk per
+    transaction."""
+    return repository.rfm_score_changes(session)
+
+
+def write_rfm_scores(session: Session, scores: Sequence[RfmScores]) -> None:
+    """Store a chunk of fresh scores (from `rfm_score_changes`)."""
+    repository.write_rfm_scores(session, scores)

@@ -31,7 +31,7 @@ from regulars.customers.reads import (
     time_zones,
     update_profile,
 )
-from regulars.customers.rfm import refresh_rfm
+from regulars.customers.rfm import refresh_rfm, rfm_score_changes, write_rfm_scores
 from regulars.customers.search import classify, search
 from regulars.customers.timeline import SystemEvent, record_system_events
 
@@ -64,10 +64,12 @@ __all__ = [
     "record_system_events",
     "refresh_rfm",
     "resolve_id",
+    "rfm_score_changes",
     "search",
     "set_consents",
     "store",
     "time_zones",
     "update_profile",
     "update_traits",
+    "write_rfm_scores",
 ]

@@ -347,6 +347,10 @@ def make_worker() -> Worker:
             registry.task(kind)(handler)
             continue
         every = RFM_EVERY if kind == "segments.refresh_rfm" else schedule.every
+        in_steps = jobs.registry.steps_handler(kind)
+        if in_steps is not None and every is not None:
+            registry.recurring_in_steps(kind, every=every)(in_steps)
+            continue
         daily_at = None if every is not None else schedule.daily_at
         registry.recurring(kind, every=every, daily_at=daily_at, timezone=schedule.timezone)(
             handler

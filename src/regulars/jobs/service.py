@@ -35,6 +35,8 @@ from regulars.kit import clock
 
 P = TypeVar("P", bound=Mapping[str, object])
 Handler = Callable[[Session, Any], None]  # the payload type is each handler's own TypedDict
+# A job that commits in steps of its own (see Registry.recurring_in_steps): no session given.
+StepsHandler = Callable[[Mapping[str, object]], None]
 # A domain's own queue table (deliveries, journey runs): claim and work one batch with
 # sessions of its own; answer how many items it handled.
 QueueDrain = Callable[[str, datetime, int], int]
@@ -102,6 +104,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._in_steps: dict[str, StepsHandler] = {}
         self._schedules: dict[str, Schedule] = {}
         self._queues: dict[str, QueueDrain] = {}
 
@@ -134,6 +137,29 @@ class Registry:
             return fn
 
         return register
+
+    def recurring_in_steps(
+        self, kind: str, *, every: timedelta
+    ) -> Callable[[StepsHandler], StepsHandler]:
+        """Register a recurring job that opens its own transactions (`session_scope()`), one
+        per step, instead of running inside the job's: a long job (a refresh of every
+        customer) would otherwise hold its locks, and on SQLite the one write lock, until it
+        ends, and ingestion would wait that long. The job is marked done in a transaction of
+        its own afterwards, so it runs at least once: it must be safe to run again."""
+        _check_kind(kind)
+        schedule = _make_schedule(kind, every=every, daily_at=None, timezone="UTC")
+
+        def register(fn: StepsHandler) -> StepsHandler:
+            self._add_handler(kind, _in_steps_only(kind))
+            self._in_steps[kind] = fn
+            self._schedules[kind] = schedule
+            return fn
+
+        return register
+
+    def steps_handler(self, kind: str) -> StepsHandler | None:
+        """The handler of a job that commits in steps, None for any other kind."""
+        return self._in_steps.get(kind)
 
     def queue(self, name: str) -> Callable[[QueueDrain], QueueDrain]:
         """Register a domain queue the worker drains each round: `fn(worker_id, now, limit)`."""
@@ -170,6 +196,17 @@ class Registry:
         return [self._schedules[kind] for kind in sorted(self._schedules)]
 
 
+def _in_steps_only(kind: str) -> Handler:
+    """What `handler(kind)` answers for a job that commits in steps: it has no transaction
+    to run in, so being called in one is a mistake of the caller."""
+
+    def refuse(session: Session, payload: Any) -> None:
+        raise UnknownTask(f"job kind {kind!r} commits in steps: run it with steps_handler()")
+
+    refuse.__qualname__ = f"in_steps_only[{kind}]"
+    return refuse
+
+
 def _qualified(fn: Callable[..., object]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
@@ -177,6 +214,7 @@ def _qualified(fn: Callable[..., object]) -> str:
 registry = Registry()
 task = registry.task
 recurring = registry.recurring
+recurring_in_steps = registry.recurring_in_steps
 queue = registry.queue
 
 # Set when work was committed that a worker of this process should pick up now, rather than

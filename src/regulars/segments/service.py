@@ -84,6 +84,7 @@ __all__ = [
     "reevaluate",
     "refresh_rfm",
     "require",
+    "rfm_reader_levels",
     "segment_read",
     "sweep",
     "trends",
@@ -131,14 +132,21 @@ def compute_all(session: Session, *, now: datetime | None = None) -> list[Comput
 
 
 def refresh_rfm(session: Session, *, now: datetime | None = None) -> int:
-    """Refresh RFM scores, then fully compute every segment whose rule reads them."""
+    """Refresh RFM scores, then fully compute every segment whose rule reads them, all in
+    the caller's transaction (the demo, tests; the worker's job commits in steps)."""
     now = now or clock.now()
     changed = customers.refresh_rfm(session, now=now)
-    readers = [s for s in repository.all_segments(session) if reads_rfm(parse_rule(s.rule))]
-    for level in membership.levels(readers):
-        for segment in level:
-            membership.compute(session, segment, now=now)
+    for level in rfm_reader_levels(session):
+        for key in level:
+            compute(session, key, now=now)
     return changed
+
+
+def rfm_reader_levels(session: Session) -> list[list[str]]:
+    """The keys of the segments whose rule reads RFM scores, in rounds to compute in order:
+    each round refers only to segments of earlier rounds."""
+    readers = [s for s in repository.all_segments(session) if reads_rfm(parse_rule(s.rule))]
+    return [[segment.key for segment in level] for level in membership.levels(readers)]
 
 
 def reevaluate(session: Session, changes: dict[str, customers.CustomerChange]) -> None:

@@ -9,7 +9,10 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
+from regulars.customers import service as customers
+from regulars.db import session_scope
 from regulars.jobs import service as jobs
+from regulars.kit import clock
 from regulars.segments import service
 
 log = logging.getLogger(__name__)
@@ -37,11 +40,28 @@ def compute(session: Session, payload: Mapping[str, object]) -> None:
 
 # Read once, when the worker imports its tasks (REGULARS_RFM_REFRESH_MINUTES).
 RFM_REFRESH_EVERY = timedelta(minutes=get_settings().rfm_refresh_minutes)
+RFM_CHUNK = 1000  # customers whose scores are written per transaction
 
 
-@jobs.recurring("segments.refresh_rfm", every=RFM_REFRESH_EVERY)
-def refresh_rfm(session: Session, payload: Mapping[str, object]) -> None:
+@jobs.recurring_in_steps("segments.refresh_rfm", every=RFM_REFRESH_EVERY)
+def refresh_rfm(payload: Mapping[str, object]) -> None:
     """Recompute every customer's RFM scores, then the segments that read them (scores move
-    for many customers at once, so a full compute beats re-evaluating each one)."""
-    changed = service.refresh_rfm(session)
-    log.info("RFM scores changed for %d customers", changed)
+    for many customers at once, so a full compute beats re-evaluating each one).
+
+    In steps, each its own transaction: one read of the scores that changed, a write per
+    RFM_CHUNK customers, a compute per segment. As one transaction it held the write lock
+    (SQLite) or the facts rows (PostgreSQL) until the last compute, and every tracked event
+    waited that long: seconds at 100,000 customers. Running it twice changes nothing."""
+    now = clock.now()
+    with session_scope(readonly=True) as session:
+        changes = customers.rfm_score_changes(session)
+    for start in range(0, len(changes), RFM_CHUNK):
+        with session_scope() as session:
+            customers.write_rfm_scores(session, changes[start : start + RFM_CHUNK])
+    log.info("RFM scores changed for %d customers", len(changes))
+    with session_scope(readonly=True) as session:
+        levels = service.rfm_reader_levels(session)
+    for key in (key for level in levels for key in level):
+        with session_scope() as session:
+            if service.find(session, key) is not None:  # not deleted meanwhile
+                service.compute(session, key, now=now)

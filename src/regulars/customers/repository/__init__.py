@@ -44,6 +44,7 @@ from regulars.customers.models import (
 from regulars.customers.rules import FACT_FIELDS, PROFILE_STATE_FIELDS, Facts, ProfileState
 from regulars.customers.schemas import CustomerQuery
 from regulars.db import (
+    bulk_update,
     bulk_write,
     chunks,
     is_postgres,
@@ -589,22 +590,53 @@ def update_rfm_scores(session: Session) -> int:
     On PostgreSQL the rows to change are locked in customer id order first, the order
     ingestion locks facts in (`lock_facts`), so a refresh and a batch never deadlock."""
     table = table_of(CustomerFacts)
-    changed = _rfm_changes(table)
+    changed_rows = _rfm_changes(table, lock=True).subquery("changed")
     statement = (
         update(table)
-        .where(table.c.customer_id == changed.c.customer_id)
+        .where(table.c.customer_id == changed_rows.c.customer_id)
         .values(
-            rfm_recency=changed.c.recency,
-            rfm_frequency=changed.c.frequency,
-            rfm_monetary=changed.c.monetary,
+            rfm_recency=changed_rows.c.recency,
+            rfm_frequency=changed_rows.c.frequency,
+            rfm_monetary=changed_rows.c.monetary,
         )
     )
     return int(getattr(session.execute(statement), "rowcount", 0) or 0)
 
 
-def _rfm_changes(table: Table) -> Any:
+RfmScores = tuple[str, int | None, int | None, int | None]  # customer id, R, F, M (or NULLs)
+
+
+def rfm_score_changes(session: Session) -> list[RfmScores]:
+    """The fresh scores of every customer whose stored ones differ, in customer id order,
+    read without locking anything (`write_rfm_scores` stores them a chunk at a time)."""
+    rows = session.execute(_rfm_changes(table_of(CustomerFacts)))
+    return [(str(row[0]), row[1], row[2], row[3]) for row in rows]
+
+
+def write_rfm_scores(session: Session, scores: Sequence[RfmScores]) -> None:
+    """Store these customers' scores; on PostgreSQL their facts rows are locked in customer
+    id order first, the order ingestion locks them in, so the two never deadlock."""
+    ordered = sorted(scores)
+    table = table_of(CustomerFacts)
+    if is_postgres(session):
+        ids = [customer_id for customer_id, *_ in ordered]
+        session.execute(
+            select(table.c.customer_id)
+            .where(one_of(session, table.c.customer_id, ids))
+            .order_by(table.c.customer_id)
+            .with_for_update(key_share=True)
+        )
+    rows = [
+        {"customer_id": c, "rfm_recency": r, "rfm_frequency": f, "rfm_monetary": m}
+        for c, r, f, m in ordered
+    ]
+    bulk_update(session, table, rows, key="customer_id", shape="rfm scores")
+
+
+def _rfm_changes(table: Table, *, lock: bool = False) -> Select[Any]:
     """(customer_id, recency, frequency, monetary) of each customer whose stored scores
-    differ from the fresh ones (NULL for customers without orders), locked in id order.
+    differ from the fresh ones (NULL for customers without orders), in id order; with
+    `lock`, their facts rows are locked in that order (PostgreSQL).
     Subqueries, not CTEs: sqlite3 only counts the rows of a statement that starts UPDATE."""
     scored = table.alias("scored")
     scores = (
@@ -618,7 +650,7 @@ def _rfm_changes(table: Table) -> Any:
         .subquery("scores")
     )
     facts = table.alias("facts")
-    return (
+    changed = (
         select(facts.c.customer_id, scores.c.recency, scores.c.frequency, scores.c.monetary)
         .outerjoin(scores, scores.c.customer_id == facts.c.customer_id)
         .where(
@@ -629,9 +661,8 @@ def _rfm_changes(table: Table) -> Any:
             )
         )
         .order_by(facts.c.customer_id)
-        .with_for_update(of=facts, key_share=True)
-        .subquery("changed")
     )
+    return changed.with_for_update(of=facts, key_share=True) if lock else changed
 
 
 def get_id_by_phone(session: Session, phone: str) -> str | None:
