@@ -37,6 +37,14 @@ def order(user: str, *, days_ago: int, n: int) -> None:
     assert result.accepted == 1
 
 
+def recency_segment(key: str, *, at_least: int) -> None:
+    """A computed segment of the customers whose RFM recency score is at least `at_least`."""
+    rule = {"type": "fact", "field": "rfm_recency", "op": "gte", "value": at_least}
+    with session_scope() as session:
+        service.create(session, SegmentCreate(key=key, name=key, rule=rule))
+        service.compute(session, key)
+
+
 def test_jobs_are_registered_with_their_schedules(database: Database) -> None:
     assert "regulars.segments.tasks" in jobs.discover("regulars.segments")
     tasks = importlib.import_module("regulars.segments.tasks")
@@ -55,16 +63,7 @@ def test_refresh_rfm_scores_then_recomputes_the_segments_reading_them(
         order("recent", days_ago=1, n=1)
         order("old", days_ago=300, n=1)
         order("old", days_ago=200, n=2)
-        with session_scope() as session:
-            service.create(
-                session,
-                SegmentCreate(
-                    key="top-recency",
-                    name="Top recency",
-                    rule={"type": "fact", "field": "rfm_recency", "op": "gte", "value": 3},
-                ),
-            )
-            service.compute(session, "top-recency")
+        recency_segment("top-recency", at_least=3)
         with session_scope(readonly=True) as session:
             assert service.members(session, "top-recency", cursor=None, limit=10).items == []
         tasks.refresh_rfm({})  # it opens its own transactions
@@ -124,16 +123,7 @@ def test_the_rfm_refresh_writes_a_chunk_per_transaction_and_ingestion_goes_on_be
     with clock.frozen(T0):
         for n, user in enumerate(["a", "b", "c", "d", "e"]):
             order(user, days_ago=10 * (n + 1), n=n)
-        with session_scope() as session:
-            service.create(
-                session,
-                SegmentCreate(
-                    key="champions-ish",
-                    name="Champions-ish",
-                    rule={"type": "fact", "field": "rfm_recency", "op": "gte", "value": 4},
-                ),
-            )
-            service.compute(session, "champions-ish")
+        recency_segment("champions-ish", at_least=4)
 
         tasks.refresh_rfm({})
 
