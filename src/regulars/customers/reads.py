@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from regulars.customers import changes as customer_changes
 from regulars.customers import repository
 from regulars.customers.models import (
-    Consent,
     Customer,
     CustomerFacts,
     Event,
@@ -37,7 +37,8 @@ from regulars.errors import Conflict, ValidationFailed
 from regulars.kit.pagination import decode_cursor, encode_cursor
 
 
-def _facts_read(facts: CustomerFacts | None, counts: dict[str, int]) -> FactsRead:
+def _facts_read(facts: Any, counts: dict[str, int]) -> FactsRead:
+    """`facts`: a facts row (a CustomerFacts, or a plain row with the same columns)."""
     if facts is None:  # a profile always has a facts row; this only guards a missing one
         facts = CustomerFacts(events_count=0, orders_count=0, revenue_total_cents=0)
         facts.refunds_count, facts.refunded_total_cents = 0, 0
@@ -56,7 +57,8 @@ def _facts_read(facts: CustomerFacts | None, counts: dict[str, int]) -> FactsRea
     )
 
 
-def _consent_read(consent: Consent) -> ConsentRead:
+def _consent_read(consent: Any) -> ConsentRead:
+    """`consent`: a Consent, or a plain row with its columns."""
     return ConsentRead(
         channel=consent.channel,
         topic=consent.topic,
@@ -67,22 +69,27 @@ def _consent_read(consent: Consent) -> ConsentRead:
 
 
 def customer_reads(
-    session: Session, customers: Sequence[Customer], *, identities: bool = True
+    session: Session, customers: Sequence[Any], *, identities: bool = True
 ) -> list[CustomerRead]:
     """Profiles with identities, facts, counts and consents: five queries for a whole page
-    (four without identities: `anonymous_ids` is then left empty)."""
+    (four without identities: `anonymous_ids` is then left empty). `customers`: Customer
+    objects or plain profile rows; the rest is read as plain rows, not ORM objects."""
     ids = [customer.id for customer in customers]
     anonymous_ids: dict[str, list[str]] = defaultdict(list)
     found = repository.identities_of(session, ids) if identities else []
     for identity in sorted(found, key=lambda i: i.value):
         if identity.kind == IdentityKind.ANONYMOUS_ID:
             anonymous_ids[identity.customer_id].append(identity.value)
-    facts = repository.facts_for(session, ids)
+    facts = repository.facts_rows(session, ids)
     counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in repository.event_counts_for(session, ids):
-        counts[row.customer_id][row.event_name] = row.count
+    for row in repository.event_count_rows(session, ids):
+        counts[row.customer_id][row.event_name] = row._mapping[
+            "count"
+        ]  # .count is the tuple method
     consents: dict[str, list[ConsentRead]] = defaultdict(list)
-    for consent in sorted(repository.consents_of(session, ids), key=lambda c: (c.channel, c.topic)):
+    for consent in sorted(
+        repository.consent_rows(session, ids), key=lambda c: (c.channel, c.topic)
+    ):
         consents[consent.customer_id].append(_consent_read(consent))
     return [
         CustomerRead(
@@ -254,7 +261,7 @@ def get_customers(
 ) -> dict[str, CustomerRead]:
     """Many profiles at once (ids as stored, not followed through merges); without
     `identities`, `anonymous_ids` stays empty and a query is saved (messages need none)."""
-    found = list(repository.get_many(session, customer_ids).values())
+    found = list(repository.profile_rows(session, customer_ids).values())
     return {read.id: read for read in customer_reads(session, found, identities=identities)}
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Row,
     String,
     Table,
     and_,
@@ -455,13 +456,43 @@ def list_by_email(session: Session, email: str) -> list[Customer]:
     )
 
 
-def facts_for(session: Session, customer_ids: Collection[str]) -> dict[str, CustomerFacts]:
-    found: dict[str, CustomerFacts] = {}
+def profile_rows(session: Session, customer_ids: Collection[str]) -> dict[str, Row[Any]]:
+    """Profiles as plain rows (a column per attribute), by id: what a read for display or
+    for messages needs, without building ORM objects (the messages worker reads hundreds per
+    batch)."""
+    return _rows_by_customer(session, table_of(Customer), "id", customer_ids)
+
+
+def facts_rows(session: Session, customer_ids: Collection[str]) -> dict[str, Row[Any]]:
+    """Facts as plain rows, by customer id."""
+    return _rows_by_customer(session, table_of(CustomerFacts), "customer_id", customer_ids)
+
+
+def event_count_rows(session: Session, customer_ids: Collection[str]) -> list[Row[Any]]:
+    """(customer_id, event_name, count, ...) rows, by customer then event name."""
+    table = table_of(CustomerEventCount)
+    order = (table.c.customer_id, table.c.event_name)
+    return _rows_of(session, select(table).order_by(*order), table.c.customer_id, customer_ids)
+
+
+def consent_rows(session: Session, customer_ids: Collection[str]) -> list[Row[Any]]:
+    table = table_of(Consent)
+    return _rows_of(session, select(table), table.c.customer_id, customer_ids)
+
+
+def _rows_by_customer(
+    session: Session, table: Table, key: str, customer_ids: Collection[str]
+) -> dict[str, Row[Any]]:
+    rows = _rows_of(session, select(table), table.c[key], customer_ids)
+    return {row._mapping[key]: row for row in rows}
+
+
+def _rows_of(
+    session: Session, query: Select[Any], column: Any, customer_ids: Collection[str]
+) -> list[Row[Any]]:
+    found: list[Row[Any]] = []
     for chunk in chunks(sorted(customer_ids)):
-        rows = session.scalars(
-            select(CustomerFacts).where(one_of(session, CustomerFacts.customer_id, chunk))
-        )
-        found.update({row.customer_id: row for row in rows})
+        found.extend(session.execute(query.where(one_of(session, column, chunk))))
     return found
 
 
