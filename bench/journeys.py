@@ -639,6 +639,11 @@ def thanks_addresses() -> dict[str, str]:
         return {row.id: str(row.address) for row in session.execute(query)}
 
 
+def event_index(address: str) -> int:
+    """Event i went to customer i, whose address is u<i>@...: the i of an address."""
+    return int(address.split("@")[0][1:])
+
+
 def hop_times() -> tuple[dict[int, float], dict[int, float]]:
     """Per event i (its messageId lat-i): when the server received it and when the journey
     queued its delivery, as epoch seconds of the server's clock."""
@@ -654,7 +659,7 @@ def hop_times() -> tuple[dict[int, float], dict[int, float]]:
             for message_id, at in session.execute(received_query)
         }
         queued = {
-            int(str(address).split("@")[0][1:]): at.timestamp()
+            event_index(str(address)): at.timestamp()
             for address, at in session.execute(queued_query)
         }
     return received, queued
@@ -691,7 +696,7 @@ def latency_figures(
         wait_for_sink(sink, total)
     arrivals = sink.arrivals()
     addresses = thanks_addresses()
-    by_event = {int(addresses[d].split("@")[0][1:]): at for d, at in arrivals.items()}
+    by_event = {event_index(addresses[d]): at for d, at in arrivals.items()}
     if len(by_event) != total:
         raise RuntimeError(f"{total} events, {len(addresses)} deliveries, {len(arrivals)} at sink")
     to_sink = [(by_event[i] - a.sent_at) * 1000 for i, a in enumerate(answers)]

@@ -362,18 +362,14 @@ def bulk_write(
     """
     if not rows:
         return []
-    session.flush()
-    connection = session.connection()
-    columns = tuple(rows[0])
-    key = (connection.dialect.name, table.name, columns, shape)
-    if key not in _compiled:
-        _compiled[key] = _compile(connection.dialect, table, columns, finish, returning)
-    sql, order = _compiled[key]
-    dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
-    try:
-        return _execute_raw(connection, table, rows, sql, order, returning=returning is not None)
-    except dbapi_error as exc:  # the same exception classes as through SQLAlchemy (IntegrityError)
-        raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
+    return _run_compiled(
+        session,
+        table,
+        rows,
+        shape,
+        lambda dialect, columns: _compile(dialect, table, columns, finish, returning),
+        returning=returning is not None,
+    )
 
 
 def bulk_update(
@@ -387,19 +383,42 @@ def bulk_update(
     server, pipelined or not). SQLite: one prepared UPDATE run by the driver's executemany.
     All rows have the same keys, `key` among them. Pending ORM changes are flushed first.
     """
-    if not rows:
-        return
+    if rows:
+        _run_compiled(
+            session,
+            table,
+            rows,
+            f"update by {key}: {shape}",
+            lambda dialect, columns: _compile_update(dialect, table, columns, key),
+            returning=False,
+        )
+
+
+Compiler = Callable[[Dialect, tuple[str, ...]], tuple[str, tuple[str, ...]]]
+
+
+def _run_compiled(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    shape: str,
+    compile_for: Compiler,
+    *,
+    returning: bool,
+) -> list[Any]:
+    """Run the statement `compile_for` makes for the rows' columns, compiled once per shape,
+    straight through the driver; pending ORM changes are flushed first."""
     session.flush()
     connection = session.connection()
     columns = tuple(rows[0])
-    cache_key = (connection.dialect.name, table.name, columns, f"update by {key}: {shape}")
-    if cache_key not in _compiled:
-        _compiled[cache_key] = _compile_update(connection.dialect, table, columns, key)
-    sql, order = _compiled[cache_key]
+    key = (connection.dialect.name, table.name, columns, shape)
+    if key not in _compiled:
+        _compiled[key] = compile_for(connection.dialect, columns)
+    sql, order = _compiled[key]
     dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
     try:
-        _execute_raw(connection, table, rows, sql, order, returning=False)
-    except dbapi_error as exc:
+        return _execute_raw(connection, table, rows, sql, order, returning=returning)
+    except dbapi_error as exc:  # the same exception classes as through SQLAlchemy (IntegrityError)
         raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
 
 

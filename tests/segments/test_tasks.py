@@ -105,7 +105,7 @@ def test_the_rfm_refresh_writes_a_chunk_per_transaction_and_ingestion_goes_on_be
         written.append([customer_id for customer_id, *_ in scores])
         real_write(session, scores)
 
-    def ingest_meanwhile(session: Session) -> list[list[str]]:
+    def ingest_meanwhile(session: Session) -> list[str]:
         # Between the scores and the computes: another writer's order commits at once.
         done = threading.Event()
 
@@ -115,11 +115,11 @@ def test_the_rfm_refresh_writes_a_chunk_per_transaction_and_ingestion_goes_on_be
 
         threading.Thread(target=late_order, daemon=True).start()
         assert done.wait(timeout=10), "an order waited for the RFM refresh to end"
-        return real_levels(session)
+        return real_readers(session)
 
-    real_levels = service.rfm_reader_levels
+    real_readers = service.rfm_readers
     monkeypatch.setattr(tasks.customers, "write_rfm_scores", write)
-    monkeypatch.setattr(tasks.service, "rfm_reader_levels", ingest_meanwhile)
+    monkeypatch.setattr(tasks.service, "rfm_readers", ingest_meanwhile)
     with clock.frozen(T0):
         for n, user in enumerate(["a", "b", "c", "d", "e"]):
             order(user, days_ago=10 * (n + 1), n=n)

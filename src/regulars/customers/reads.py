@@ -82,10 +82,8 @@ def customer_reads(
             anonymous_ids[identity.customer_id].append(identity.value)
     facts = repository.facts_rows(session, ids)
     counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in repository.event_count_rows(session, ids):
-        counts[row.customer_id][row.event_name] = row._mapping[
-            "count"
-        ]  # .count is the tuple method
+    for customer_id, event_name, count in repository.event_count_rows(session, ids):
+        counts[customer_id][event_name] = count
     consents: dict[str, list[ConsentRead]] = defaultdict(list)
     for consent in sorted(
         repository.consent_rows(session, ids), key=lambda c: (c.channel, c.topic)

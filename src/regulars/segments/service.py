@@ -84,7 +84,7 @@ __all__ = [
     "reevaluate",
     "refresh_rfm",
     "require",
-    "rfm_reader_levels",
+    "rfm_readers",
     "segment_read",
     "sweep",
     "trends",
@@ -136,17 +136,16 @@ def refresh_rfm(session: Session, *, now: datetime | None = None) -> int:
     the caller's transaction (the demo, tests; the worker's job commits in steps)."""
     now = now or clock.now()
     changed = customers.refresh_rfm(session, now=now)
-    for level in rfm_reader_levels(session):
-        for key in level:
-            compute(session, key, now=now)
+    for key in rfm_readers(session):
+        compute(session, key, now=now)
     return changed
 
 
-def rfm_reader_levels(session: Session) -> list[list[str]]:
-    """The keys of the segments whose rule reads RFM scores, in rounds to compute in order:
-    each round refers only to segments of earlier rounds."""
+def rfm_readers(session: Session) -> list[str]:
+    """The keys of the segments whose rule reads RFM scores, in the order to compute them:
+    each after the segments it refers to."""
     readers = [s for s in repository.all_segments(session) if reads_rfm(parse_rule(s.rule))]
-    return [[segment.key for segment in level] for level in membership.levels(readers)]
+    return [segment.key for level in membership.levels(readers) for segment in level]
 
 
 def reevaluate(session: Session, changes: dict[str, customers.CustomerChange]) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
 from regulars.customers import service as customers
-from regulars.db import session_scope
+from regulars.db import chunks, session_scope
 from regulars.jobs import service as jobs
 from regulars.kit import clock
 from regulars.segments import service
@@ -55,13 +55,13 @@ def refresh_rfm(payload: Mapping[str, object]) -> None:
     now = clock.now()
     with session_scope(readonly=True) as session:
         changes = customers.rfm_score_changes(session)
-    for start in range(0, len(changes), RFM_CHUNK):
+    for chunk in chunks(changes, RFM_CHUNK):
         with session_scope() as session:
-            customers.write_rfm_scores(session, changes[start : start + RFM_CHUNK])
+            customers.write_rfm_scores(session, chunk)
     log.info("RFM scores changed for %d customers", len(changes))
     with session_scope(readonly=True) as session:
-        levels = service.rfm_reader_levels(session)
-    for key in (key for level in levels for key in level):
+        readers = service.rfm_readers(session)
+    for key in readers:
         with session_scope() as session:
             if service.find(session, key) is not None:  # not deleted meanwhile
                 service.compute(session, key, now=now)

@@ -468,11 +468,14 @@ def facts_rows(session: Session, customer_ids: Collection[str]) -> dict[str, Row
     return _rows_by_customer(session, table_of(CustomerFacts), "customer_id", customer_ids)
 
 
-def event_count_rows(session: Session, customer_ids: Collection[str]) -> list[Row[Any]]:
-    """(customer_id, event_name, count, ...) rows, by customer then event name."""
+def event_count_rows(session: Session, customer_ids: Collection[str]) -> list[tuple[str, str, int]]:
+    """(customer_id, event_name, count), by customer then event name."""
     table = table_of(CustomerEventCount)
-    order = (table.c.customer_id, table.c.event_name)
-    return _rows_of(session, select(table).order_by(*order), table.c.customer_id, customer_ids)
+    query = select(table.c.customer_id, table.c.event_name, table.c["count"]).order_by(
+        table.c.customer_id, table.c.event_name
+    )
+    rows = _rows_of(session, query, table.c.customer_id, customer_ids)
+    return [(str(c), str(name), int(n)) for c, name, n in map(tuple, rows)]
 
 
 def consent_rows(session: Session, customer_ids: Collection[str]) -> list[Row[Any]]:
@@ -648,15 +651,8 @@ def write_rfm_scores(session: Session, scores: Sequence[RfmScores]) -> None:
     """Store these customers' scores; on PostgreSQL their facts rows are locked in customer
     id order first, the order ingestion locks them in, so the two never deadlock."""
     ordered = sorted(scores)
+    lock_facts(session, [customer_id for customer_id, *_ in ordered])
     table = table_of(CustomerFacts)
-    if is_postgres(session):
-        ids = [customer_id for customer_id, *_ in ordered]
-        session.execute(
-            select(table.c.customer_id)
-            .where(one_of(session, table.c.customer_id, ids))
-            .order_by(table.c.customer_id)
-            .with_for_update(key_share=True)
-        )
     rows = [
         {"customer_id": c, "rfm_recency": r, "rfm_frequency": f, "rfm_monetary": m}
         for c, r, f, m in ordered
