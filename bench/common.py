@@ -91,7 +91,7 @@ def free_port() -> int:
 def running_server(
     database_url: str, *, workers: int = 1, embedded_worker: bool = False
 ) -> Iterator[Server]:
-    """`uvicorn regulars.app:create_app` on loopback against `database_url`, with `workers`
+    """`uvicorn regulars.app:create_server_app` on loopback against `database_url`, with `workers`
     server processes (as `regulars serve --workers` runs it), the background worker inside
     it or not."""
     port = free_port()
@@ -101,7 +101,7 @@ def running_server(
         "REGULARS_EMBEDDED_WORKER": "true" if embedded_worker else "false",
         "REGULARS_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "uvicorn", "regulars.app:create_app", "--factory"]
+    command = [sys.executable, "-m", "uvicorn", "regulars.app:create_server_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     command += ["--no-access-log", "--workers", str(workers)]
     process = subprocess.Popen(command, env=env)

@@ -79,6 +79,7 @@ import random
 import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -103,7 +104,7 @@ from regulars.journeys import service as journeys
 from regulars.journeys import tasks as journey_tasks
 from regulars.journeys.models import JourneyRun, JourneyStep, RunState
 from regulars.journeys.schemas import JourneyCreate
-from regulars.kit import clock
+from regulars.kit import clock, runtime
 from regulars.messages import providers, templates
 from regulars.messages.models import Category, Delivery, DeliveryStatus, MessageChannel
 from regulars.messages.schemas import ProviderWrite, TemplateWrite
@@ -323,6 +324,7 @@ def drain(profiler: cProfile.Profile | None, *, worker: str = "bench") -> Drain:
 def _drain_in_child(url: str, at: datetime, worker: str, ready: Any, go: Any, out: Any) -> None:
     """One worker process of a parallel drain: connect, wait for the start, drain at `at`."""
     set_database(Database(url))
+    runtime.settle_heap()  # as `regulars worker` does once started
     with clock.frozen(at):
         ready.put(worker)
         go.wait()
@@ -445,6 +447,7 @@ def _drain_day(url: str, profiler: cProfile.Profile | None, processes: int) -> t
     """A day's drain and the peak RSS of a process that ran it."""
     if processes > 1:
         return drain_in_processes(url, processes)
+    runtime.settle_heap()  # as `regulars worker` does once started
     return drain(profiler), _memory_mb("VmHWM")
 
 
@@ -483,6 +486,9 @@ def execution_figures(
         stats = pstats.Stats(profiler, stream=sys.stderr)
         stats.sort_stats("cumulative").print_stats(30)
         stats.sort_stats("tottime").print_stats(25)
+        saved = Path(tempfile.gettempdir()) / f"bench-journeys-{db}.pstats"
+        stats.dump_stats(saved)
+        log(f"the whole profile: {saved} (python -m pstats {saved})")
 
 
 # ---- the raw operation: the writes of a node execution alone -----------------------------------

@@ -5,6 +5,7 @@ Each backend is migrated once per test process; each test starts from empty tabl
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -98,3 +99,13 @@ def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dat
 def _system_clock() -> Iterator[None]:
     yield
     clock.reset_clock()
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """Commands that settle the heap (kit/runtime.py) run inside this process in tests: undo
+    it, so objects of one test are never kept frozen for the rest of the run."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)

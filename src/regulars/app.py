@@ -19,6 +19,7 @@ from regulars import __version__, pages
 from regulars.config import get_settings
 from regulars.db import SQLiteCheckpointer, get_database
 from regulars.errors import RegularsError
+from regulars.kit import runtime
 from regulars.kit.responses import JSONBody
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return await _answer(request, error)
 
 
-def create_app(*, with_worker: bool | None = None) -> FastAPI:
+def create_server_app(*, with_worker: bool | None = None) -> FastAPI:
+    """The app of a serving process (`regulars serve`, `uvicorn regulars.app:create_server_app
+    --factory`): `create_app`, with the heap settled once started (kit/runtime.py)."""
+    return create_app(with_worker=with_worker, settle_heap=True)
+
+
+def create_app(*, with_worker: bool | None = None, settle_heap: bool = False) -> FastAPI:
     from regulars.analytics.views import router as overview_pages
     from regulars.customers.api import router as customers_router
     from regulars.customers.views import router as customers_pages
@@ -103,6 +110,8 @@ def create_app(*, with_worker: bool | None = None) -> FastAPI:
         checkpointer.start()
         if embedded is not None:
             embedded.start()
+        if settle_heap:
+            runtime.settle_heap()
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from regulars.config import get_settings
 from regulars.errors import ValidationFailed
+from regulars.kit import runtime
 
 console = Console()
 db_app = typer.Typer(no_args_is_help=True)
@@ -54,7 +55,7 @@ def serve(
     """Serve the API, ingestion endpoints and pages (and, embedded, the background worker)."""
     import uvicorn
 
-    from regulars.app import create_app
+    from regulars.app import create_server_app
 
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
@@ -68,9 +69,9 @@ def serve(
     if workers > 1:
         console.print(f"  processes   {workers}")
         os.environ["REGULARS_EMBEDDED_WORKER"] = "false"  # read by each server process
-        app: object = "regulars.app:create_app"
+        app: object = "regulars.app:create_server_app"
     else:
-        app = partial(create_app, with_worker=with_worker)
+        app = partial(create_server_app, with_worker=with_worker)
     uvicorn.run(
         app,  # type: ignore[arg-type]
         factory=True,
@@ -127,6 +128,7 @@ def worker(
     ]
     stop = threading.Event()
     _stop_on_signals(stop)
+    runtime.settle_heap()
     console.print(
         f"worker {workers[0].worker_id} started: {concurrency} thread(s), "
         f"{len(service.registry.kinds)} job kinds, database {_shown_url(settings.database_url)}"

@@ -13,8 +13,10 @@ from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from regulars import migrate
+from regulars.app import create_server_app
 from regulars.config import reset_settings
 from regulars.errors import ValidationFailed
+from regulars.kit import runtime
 from regulars.server_cli import db_app, serve, worker
 
 runner = CliRunner()
@@ -63,6 +65,7 @@ def test_serve_says_where_to_go_and_passes_the_worker_choice(
     assert "run `regulars worker`" in result.output
     [(factory, options)] = calls
     assert isinstance(factory, partial)
+    assert factory.func is create_server_app
     assert factory.keywords == {"with_worker": False}
     assert (options["factory"], options["host"], options["port"]) == (True, "127.0.0.1", 8123)
 
@@ -79,7 +82,7 @@ def test_serve_with_several_processes_runs_no_embedded_worker(
     assert result.exit_code == 0, result.output
     assert "run `regulars worker`" in result.output
     [(app, options)] = calls
-    assert app == "regulars.app:create_app"
+    assert app == "regulars.app:create_server_app"
     assert (options["factory"], options["workers"]) == (True, 2)
     assert os.environ["REGULARS_EMBEDDED_WORKER"] == "false"
 
@@ -88,3 +91,16 @@ def test_serve_refuses_an_embedded_worker_in_several_processes(sqlite_url: str) 
     result = runner.invoke(_app_of(serve, worker), ["serve", "--workers", "2", "--with-worker"])
     assert isinstance(result.exception, ValidationFailed)
     assert "--workers 1" in str(result.exception)
+
+
+def test_worker_settles_its_heap_before_the_first_job(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regulars.worker
+
+    order: list[str] = []
+    monkeypatch.setattr(runtime, "settle_heap", lambda: order.append("settled"))
+    monkeypatch.setattr(regulars.worker, "run_pool", lambda workers, stop: order.append("ran"))
+    result = runner.invoke(_app_of(worker, serve), ["worker"])
+    assert result.exit_code == 0, result.output
+    assert order == ["settled", "ran"]

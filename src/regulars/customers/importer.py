@@ -29,7 +29,7 @@ from regulars.customers.service import ingest
 from regulars.db import session_scope
 from regulars.errors import RegularsError, ValidationFailed
 from regulars.identity import service as identity
-from regulars.kit import clock
+from regulars.kit import clock, runtime
 
 DEFAULT_SOURCE = "import"
 CHUNK = 1000
@@ -347,6 +347,7 @@ def _run(
     rejects: Path | None,
     chunk_size: int,
 ) -> None:
+    runtime.settle_heap()  # a long run of one process: see kit/runtime.py
     err = Console(stderr=True)
     columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn())
     with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as progress:
