@@ -64,7 +64,7 @@ from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.customers.changes import CustomerChange
 from regulars.db import Database, UTCDateTime, session_scope, set_database
-from regulars.kit import clock
+from regulars.kit import clock, runtime
 from regulars.migrate import upgrade
 from regulars.segments import service
 from regulars.segments.schemas import ComputeResult, SegmentCreate
@@ -598,6 +598,7 @@ def ingest_rate(size: Size, run: str, count: int = INGEST_EVENTS) -> float:
 def bench_database(db: str, size: Size, *, keep: bool, pg_url: str) -> None:
     url = prepare_store(db, size, keep=keep, pg_url=pg_url)
     set_database(Database(url))
+    runtime.settle_heap()  # what follows stands for a server process, settled once started
     try:
         with clock.frozen(NOW):
             compute_figures(db)
