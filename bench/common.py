@@ -114,6 +114,24 @@ def running_server(
         process.wait(timeout=30)
 
 
+@contextmanager
+def running_worker(database_url: str) -> Iterator[None]:
+    """`regulars worker` against `database_url`, as a process of its own (how PostgreSQL runs
+    the worker beside the server), once it says it started."""
+    env = {**os.environ, "REGULARS_DATABASE_URL": database_url, "REGULARS_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "regulars", "worker"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # "worker ... started: ...", or nothing if it died
+        if "started" not in first:
+            raise RuntimeError(f"the worker did not start: {first!r}, exit {process.poll()}")
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
 def _wait_until_ready(server: Server, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:

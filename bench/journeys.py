@@ -3,7 +3,7 @@ tracked event to its journey's message reaching the provider, with the embedded 
 
     python -m bench.journeys [--quick] [--db sqlite|postgresql|both] [--customers N]
                              [--seconds S] [--rate R] [--seed N] [--pg-url URL] [--profile]
-                             [--drain-processes N]
+                             [--drain-processes N] [--worker-process]
 
 The store: N customers (100,000; --quick 2,000) made from --seed, each an identify (email,
 phone, first name, locale en-GB or de-DE 50/50 with the time zone Europe/London or
@@ -63,8 +63,10 @@ CLIENTS / rate) with late_p99_ms and the jobs the server ran. Where the time goe
 event: received_to_queued (the server receiving the event to the journey queuing its
 delivery: the worker noticing the new run and moving it) and queued_to_provider (that to
 the sink accepting the message: the worker's delivery round and the SMTP dialogue), from
-the stored times of the server's clock. A segment sweep runs before the server starts, as
-messages does, so the server's first one is not the built-ins' installation.
+the stored times of the server's clock. --worker-process: the server runs no worker and one
+`regulars worker` process runs beside it (PostgreSQL's default deployment). A segment sweep
+runs before the server starts, as messages does, so the server's first one is not the
+built-ins' installation.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,7 +96,7 @@ import psycopg
 from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.engine import make_url
 
-from bench.common import figure, fresh_database, running_server
+from bench.common import figure, fresh_database, running_server, running_worker
 from bench.smtp_sink import SinkProcess
 from regulars.customers import service as customers
 from regulars.customers.models import Consent, ConsentChange, Customer, Event
@@ -685,7 +688,14 @@ def percentiles(db: str, name: str, values: list[float], cuts: Sequence[int]) ->
 
 
 def latency_figures(
-    db: str, url: str, sink: SinkProcess, *, seconds: float, rate: float, count: int
+    db: str,
+    url: str,
+    sink: SinkProcess,
+    *,
+    seconds: float,
+    rate: float,
+    count: int,
+    worker_process: bool,
 ) -> None:
     total = int(seconds * rate)
     if total > count:
@@ -695,7 +705,8 @@ def latency_figures(
         vacuum(url, ("deliveries", "journey_runs", "jobs"))
     bodies = track_bodies(total)
     sink.reset()
-    with running_server(url, embedded_worker=True) as server:
+    worker = running_worker(url) if worker_process else nullcontext()
+    with running_server(url, embedded_worker=not worker_process) as server, worker:
         began, window = time.perf_counter(), datetime.now(UTC)
         answers = send_steadily(server.port, write_key, bodies, rate)
         achieved = len(answers) / (time.perf_counter() - began - 0.5)
@@ -709,7 +720,8 @@ def latency_figures(
     late = statistics.quantiles([a.late_ms for a in answers], n=100, method="inclusive")[98]
     figure(BENCH, "track_requests_per_s", db, achieved, "requests/s", target=rate,
            requests=len(answers), server_jobs=jobs_finished_since(window),
-           late_p99_ms=round(late, 2))  # fmt: skip
+           late_p99_ms=round(late, 2),
+           worker="process" if worker_process else "embedded")  # fmt: skip
     percentiles(db, "event_to_provider", to_sink, (50, 95, 99))
     percentiles(db, "track_http", [a.http_ms for a in answers], (50, 99))
     received, queued = hop_times()
@@ -751,6 +763,7 @@ def bench_database(
     pg_url: str,
     profile: bool,
     processes: int,
+    worker_process: bool,
 ) -> None:
     url = fresh_database(db, pg_url=pg_url)
     set_database(Database(url))
@@ -762,7 +775,8 @@ def bench_database(
             vacuum(url, ("customers", "customer_identities", "events", "consents"))
         execution_figures(db, url, count=count, seed=seed, profile=profile, processes=processes)
         with SinkProcess() as sink:
-            latency_figures(db, url, sink, seconds=seconds, rate=rate, count=count)
+            latency_figures(db, url, sink, seconds=seconds, rate=rate, count=count,
+                            worker_process=worker_process)  # fmt: skip
     finally:
         set_database(None)
         drop_database(url)
@@ -788,6 +802,11 @@ def main() -> None:
         default=1,
         help="worker processes draining the runs side by side on PostgreSQL (SQLite: 1)",
     )
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="event to provider with `regulars worker` beside the server, not embedded",
+    )
     args = parser.parse_args()
     if args.drain_processes > 1 and args.profile:
         parser.error("--profile profiles one process: leave out --drain-processes")
@@ -803,6 +822,7 @@ def main() -> None:
             pg_url=args.pg_url,
             profile=args.profile,
             processes=args.drain_processes if db == "postgresql" else 1,  # one writer on SQLite
+            worker_process=args.worker_process,
         )
 
 
