@@ -447,7 +447,7 @@ def _sqlite_params(
     """Rows as parameter lists in statement order; only times and JSON need converting."""
     values_of = operator.itemgetter(*order)
     conversions = [
-        (position, convert)
+        (position, _once_per_value(convert) if convert is _sqlite_time else convert)
         for position, name in enumerate(order)
         if (convert := _sqlite_converter(table.c[name].type)) is not None
     ]
@@ -459,6 +459,20 @@ def _sqlite_params(
                 values[position] = convert(values[position])
         params.append(values)
     return params
+
+
+def _once_per_value(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`convert` run once per distinct value of a call: the rows of a batch mostly share their
+    times (created_at, updated_at and the next attempt of 500 deliveries are one `now`)."""
+    converted: dict[Any, Any] = {}
+
+    def once(value: Any) -> Any:
+        found = converted.get(value)
+        if found is None:
+            found = converted[value] = convert(value)
+        return found
+
+    return once
 
 
 def _compile(
