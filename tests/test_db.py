@@ -6,6 +6,7 @@ import fcntl
 import os
 import threading
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -128,3 +129,18 @@ def test_bulk_update_sets_each_row_its_own_values_and_leaves_the_rest(database: 
     for customer_id in untouched:
         assert found[customer_id].traits == before[customer_id]
         assert found[customer_id].traits_updated_at is not None
+
+
+def test_bulk_writes_store_each_time_whether_rows_share_it_or_not(database: Database) -> None:
+    """SQLite converts each distinct time of a batch once: rows sharing one, an equal instant
+    in another zone and a time a microsecond apart each keep their own."""
+    assert ingest([{"type": "identify", "userId": f"u{n}", "messageId": f"m{n}"} for n in range(4)])
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    times = [at, at, at.astimezone(ZoneInfo("Europe/Berlin")), at + timedelta(microseconds=1)]
+    with database.session() as session:
+        ids = sorted(session.scalars(select(Customer.id)))
+        rows = [{"id": i, "updated_at": t} for i, t in zip(ids, times, strict=True)]
+        bulk_update(session, table_of(Customer), rows, key="id", shape="test-times")
+    with database.session(readonly=True) as session:
+        stored = {c.id: c.updated_at for c in session.scalars(select(Customer))}
+    assert [stored[i] for i in ids] == [at, at, at, datetime(2026, 5, 1, 8, 30, 0, 1, tzinfo=UTC)]
