@@ -115,11 +115,11 @@ def running_server(
 
 
 @contextmanager
-def running_worker(database_url: str) -> Iterator[None]:
-    """`regulars worker` against `database_url`, as a process of its own (how PostgreSQL runs
-    the worker beside the server), once it says it started."""
+def running_worker(database_url: str, *, threads: int = 1) -> Iterator[None]:
+    """`regulars worker -c threads` against `database_url`, as a process of its own (how
+    PostgreSQL runs the worker beside the server), once it says it started."""
     env = {**os.environ, "REGULARS_DATABASE_URL": database_url, "REGULARS_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "regulars", "worker"]
+    command = [sys.executable, "-m", "regulars", "worker", "--concurrency", str(threads)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -3,7 +3,7 @@ tracked event to its journey's message reaching the provider, with the embedded 
 
     python -m bench.journeys [--quick] [--db sqlite|postgresql|both] [--customers N]
                              [--seconds S] [--rate R] [--seed N] [--pg-url URL] [--profile]
-                             [--drain-processes N] [--worker-process]
+                             [--drain-processes N] [--worker-process] [--worker-threads N]
 
 The store: N customers (100,000; --quick 2,000) made from --seed, each an identify (email,
 phone, first name, locale en-GB or de-DE 50/50 with the time zone Europe/London or
@@ -64,7 +64,8 @@ event: received_to_queued (the server receiving the event to the journey queuing
 delivery: the worker noticing the new run and moving it) and queued_to_provider (that to
 the sink accepting the message: the worker's delivery round and the SMTP dialogue), from
 the stored times of the server's clock. --worker-process: the server runs no worker and one
-`regulars worker` process runs beside it (PostgreSQL's default deployment). A segment sweep
+`regulars worker` process runs beside it (PostgreSQL's default deployment), with
+--worker-threads N threads (`regulars worker -c N`, PostgreSQL only). A segment sweep
 runs before the server starts, as messages does, so the server's first one is not the
 built-ins' installation.
 """
@@ -696,6 +697,7 @@ def latency_figures(
     rate: float,
     count: int,
     worker_process: bool,
+    worker_threads: int,
 ) -> None:
     total = int(seconds * rate)
     if total > count:
@@ -705,7 +707,7 @@ def latency_figures(
         vacuum(url, ("deliveries", "journey_runs", "jobs"))
     bodies = track_bodies(total)
     sink.reset()
-    worker = running_worker(url) if worker_process else nullcontext()
+    worker = running_worker(url, threads=worker_threads) if worker_process else nullcontext()
     with running_server(url, embedded_worker=not worker_process) as server, worker:
         began, window = time.perf_counter(), datetime.now(UTC)
         answers = send_steadily(server.port, write_key, bodies, rate)
@@ -721,7 +723,8 @@ def latency_figures(
     figure(BENCH, "track_requests_per_s", db, achieved, "requests/s", target=rate,
            requests=len(answers), server_jobs=jobs_finished_since(window),
            late_p99_ms=round(late, 2),
-           worker="process" if worker_process else "embedded")  # fmt: skip
+           worker=f"{worker_threads} thread(s), own process" if worker_process else "embedded",
+           )  # fmt: skip
     percentiles(db, "event_to_provider", to_sink, (50, 95, 99))
     percentiles(db, "track_http", [a.http_ms for a in answers], (50, 99))
     received, queued = hop_times()
@@ -764,6 +767,7 @@ def bench_database(
     profile: bool,
     processes: int,
     worker_process: bool,
+    worker_threads: int,
 ) -> None:
     url = fresh_database(db, pg_url=pg_url)
     set_database(Database(url))
@@ -776,7 +780,8 @@ def bench_database(
         execution_figures(db, url, count=count, seed=seed, profile=profile, processes=processes)
         with SinkProcess() as sink:
             latency_figures(db, url, sink, seconds=seconds, rate=rate, count=count,
-                            worker_process=worker_process)  # fmt: skip
+                            worker_process=worker_process,
+                            worker_threads=worker_threads)  # fmt: skip
     finally:
         set_database(None)
         drop_database(url)
@@ -807,7 +812,15 @@ def main() -> None:
         action="store_true",
         help="event to provider with `regulars worker` beside the server, not embedded",
     )
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=1,
+        help="threads of that worker process (`regulars worker -c N`; PostgreSQL only)",
+    )
     args = parser.parse_args()
+    if args.worker_threads > 1 and (args.db != "postgresql" or not args.worker_process):
+        parser.error("--worker-threads N needs --worker-process and --db postgresql")
     if args.drain_processes > 1 and args.profile:
         parser.error("--profile profiles one process: leave out --drain-processes")
     count = args.customers or (QUICK_CUSTOMERS if args.quick else FULL_CUSTOMERS)
@@ -823,6 +836,7 @@ def main() -> None:
             profile=args.profile,
             processes=args.drain_processes if db == "postgresql" else 1,  # one writer on SQLite
             worker_process=args.worker_process,
+            worker_threads=args.worker_threads,
         )
 
 
