@@ -15,7 +15,8 @@ an order have no scores (NULL). Scores follow the facts as stored: refunds do no
 Scores are relative, so they are refreshed for everyone at once on a schedule (the
 `segments.refresh_rfm` job): one set-based read of the scores that changed, then a write of
 a chunk of customers per transaction, so ingestion never waits for the whole refresh
-(`refresh_rfm` does both in the caller's one transaction, for the demo and tests). The
+(`refresh_rfm` does the same read and write in the caller's one transaction, for the demo
+and tests). The
 segments domain reads them on its own schedule; a refresh publishes no change events.
 """
 
@@ -37,9 +38,10 @@ def refresh_rfm(session: Session, *, now: datetime) -> int:
     """Recompute every customer's RFM scores as of `now`; answer how many customers' scores
     changed. Flushes, never commits: the caller's transaction holds the whole refresh."""
     session.flush()
-    changed = repository.update_rfm_scores(session)
-    log.info("RFM scores refreshed at %s: %d customers changed", now.isoformat(), changed)
-    return changed
+    changes = repository.rfm_score_changes(session)
+    repository.write_rfm_scores(session, changes)
+    log.info("RFM scores refreshed at %s: %d customers changed", now.isoformat(), len(changes))
+    return len(changes)
 
 
 def rfm_score_changes(session: Session) -> list[RfmScores]:

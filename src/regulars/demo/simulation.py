@@ -341,15 +341,16 @@ def make_worker() -> Worker:
     registry = jobs.Registry()
     recurring = {s.kind: s for s in jobs.registry.schedules}
     for kind in jobs.registry.kinds:
-        handler = jobs.registry.handler(kind)
         schedule = recurring.get(kind)
+        every = schedule.every if schedule is not None else None
+        every = RFM_EVERY if kind == "segments.refresh_rfm" else every
+        in_steps = jobs.registry.steps_handler(kind)
+        if in_steps is not None and every is not None:  # in steps: always every N minutes
+            registry.recurring_in_steps(kind, every=every)(in_steps)
+            continue
+        handler = jobs.registry.handler(kind)
         if schedule is None:
             registry.task(kind)(handler)
-            continue
-        every = RFM_EVERY if kind == "segments.refresh_rfm" else schedule.every
-        in_steps = jobs.registry.steps_handler(kind)
-        if in_steps is not None and every is not None:
-            registry.recurring_in_steps(kind, every=every)(in_steps)
             continue
         daily_at = None if every is not None else schedule.daily_at
         registry.recurring(kind, every=every, daily_at=daily_at, timezone=schedule.timezone)(

@@ -150,7 +150,7 @@ class Registry:
         schedule = _make_schedule(kind, every=every, daily_at=None, timezone="UTC")
 
         def register(fn: StepsHandler) -> StepsHandler:
-            self._add_handler(kind, _in_steps_only(kind))
+            self._check_unclaimed(kind, fn)
             self._in_steps[kind] = fn
             self._schedules[kind] = schedule
             return fn
@@ -176,12 +176,21 @@ class Registry:
         return sorted(self._queues.items())
 
     def _add_handler(self, kind: str, fn: Handler) -> None:
-        known = self._handlers.get(kind)
-        if known is not None and _qualified(known) != _qualified(fn):
-            raise ValidationFailed(f"job kind {kind!r} already handled by {_qualified(known)}")
+        self._check_unclaimed(kind, fn)
         self._handlers[kind] = fn
 
+    def _check_unclaimed(self, kind: str, fn: Callable[..., object]) -> None:
+        """A kind has one handler, in a transaction or in steps (registering the same
+        function again, as a re-imported module does, is fine)."""
+        known: Callable[..., object] | None = self._handlers.get(kind) or self._in_steps.get(kind)
+        if known is not None and _qualified(known) != _qualified(fn):
+            raise ValidationFailed(f"job kind {kind!r} already handled by {_qualified(known)}")
+
     def handler(self, kind: str) -> Handler:
+        """The handler that runs in the job's transaction; a kind that commits in steps has
+        none (see steps_handler)."""
+        if kind in self._in_steps:
+            raise UnknownTask(f"job kind {kind!r} commits in steps: run it with steps_handler()")
         try:
             return self._handlers[kind]
         except KeyError:
@@ -189,22 +198,11 @@ class Registry:
 
     @property
     def kinds(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted({*self._handlers, *self._in_steps})
 
     @property
     def schedules(self) -> list[Schedule]:
         return [self._schedules[kind] for kind in sorted(self._schedules)]
-
-
-def _in_steps_only(kind: str) -> Handler:
-    """What `handler(kind)` answers for a job that commits in steps: it has no transaction
-    to run in, so being called in one is a mistake of the caller."""
-
-    def refuse(session: Session, payload: Any) -> None:
-        raise UnknownTask(f"job kind {kind!r} commits in steps: run it with steps_handler()")
-
-    refuse.__qualname__ = f"in_steps_only[{kind}]"
-    return refuse
 
 
 def _qualified(fn: Callable[..., object]) -> str:

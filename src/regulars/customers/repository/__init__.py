@@ -617,26 +617,6 @@ def _quintile(order: Any) -> Any:
     return 1 + (func.rank().over(order_by=order) - 1) * RFM_SCORES // func.count().over()
 
 
-def update_rfm_scores(session: Session) -> int:
-    """Score every customer with an order and clear the scores of the others, in one
-    statement; answer how many rows changed (unchanged rows are not written).
-
-    On PostgreSQL the rows to change are locked in customer id order first, the order
-    ingestion locks facts in (`lock_facts`), so a refresh and a batch never deadlock."""
-    table = table_of(CustomerFacts)
-    changed_rows = _rfm_changes(table, lock=True).subquery("changed")
-    statement = (
-        update(table)
-        .where(table.c.customer_id == changed_rows.c.customer_id)
-        .values(
-            rfm_recency=changed_rows.c.recency,
-            rfm_frequency=changed_rows.c.frequency,
-            rfm_monetary=changed_rows.c.monetary,
-        )
-    )
-    return int(getattr(session.execute(statement), "rowcount", 0) or 0)
-
-
 RfmScores = tuple[str, int | None, int | None, int | None]  # customer id, R, F, M (or NULLs)
 
 
@@ -660,11 +640,9 @@ def write_rfm_scores(session: Session, scores: Sequence[RfmScores]) -> None:
     bulk_update(session, table, rows, key="customer_id", shape="rfm scores")
 
 
-def _rfm_changes(table: Table, *, lock: bool = False) -> Select[Any]:
+def _rfm_changes(table: Table) -> Select[Any]:
     """(customer_id, recency, frequency, monetary) of each customer whose stored scores
-    differ from the fresh ones (NULL for customers without orders), in id order; with
-    `lock`, their facts rows are locked in that order (PostgreSQL).
-    Subqueries, not CTEs: sqlite3 only counts the rows of a statement that starts UPDATE."""
+    differ from the fresh ones (NULL for customers without orders), in id order."""
     scored = table.alias("scored")
     scores = (
         select(
@@ -677,7 +655,7 @@ def _rfm_changes(table: Table, *, lock: bool = False) -> Select[Any]:
         .subquery("scores")
     )
     facts = table.alias("facts")
-    changed = (
+    return (
         select(facts.c.customer_id, scores.c.recency, scores.c.frequency, scores.c.monetary)
         .outerjoin(scores, scores.c.customer_id == facts.c.customer_id)
         .where(
@@ -689,7 +667,6 @@ def _rfm_changes(table: Table, *, lock: bool = False) -> Select[Any]:
         )
         .order_by(facts.c.customer_id)
     )
-    return changed.with_for_update(of=facts, key_share=True) if lock else changed
 
 
 def get_id_by_phone(session: Session, phone: str) -> str | None:
