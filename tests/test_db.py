@@ -6,21 +6,28 @@ import fcntl
 import os
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import column, select, table, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from regulars.customers.models import Customer
+from regulars import db as db_module
+from regulars.customers.models import Customer, Event
 from regulars.db import (
     Database,
     SQLiteCheckpointer,
     SQLiteWriterQueue,
     bulk_update,
     one_of,
+    one_of_parameter,
+    read_together,
     table_of,
 )
-from tests.customers.helpers import ingest
+from tests.customers.helpers import ingest, owner_of
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -144,3 +151,98 @@ def test_bulk_writes_store_each_time_whether_rows_share_it_or_not(database: Data
     with database.session(readonly=True) as session:
         stored = {c.id: c.updated_at for c in session.scalars(select(Customer))}
     assert [stored[i] for i in ids] == [at, at, at, datetime(2026, 5, 1, 8, 30, 0, 1, tzinfo=UTC)]
+
+
+def test_reads_together_answer_what_each_read_answers_alone(database: Database) -> None:
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    sent = [
+        {"type": "track", "userId": f"u{n}", "event": "Order Completed", "messageId": f"o{n}",
+         "timestamp": (at + timedelta(minutes=n)).isoformat(),
+         "properties": {"revenue": 10 + n, "items": [{"sku": f"s{n}"}]}}
+        for n in range(3)
+    ]  # fmt: skip
+    assert ingest(sent).accepted == 3
+    events = table_of(Event)
+    with database.session() as session:
+        ids = {"ids": [owner_of("u0"), owner_of("u1")]}
+        orders = (
+            select(events.c.customer_id, events.c.name, events.c.timestamp, events.c.properties)
+            .where(one_of_parameter(session, events.c.customer_id, "ids"))
+            .where(one_of(session, events.c.name, ["Order Completed", "Refunded"]))
+            .order_by(events.c.timestamp)
+        )
+        people = select(Customer.id, Customer.created_at).where(
+            one_of_parameter(session, Customer.id, "ids")
+        )
+        found_orders, found_people = read_together(session, [(orders, ids), (people, ids)])
+        assert found_orders == [tuple(row) for row in session.execute(orders, ids)]
+        assert sorted(found_people) == sorted(tuple(row) for row in session.execute(people, ids))
+    assert [(at, doc) for _, _, at, doc in found_orders] == [
+        (at + timedelta(minutes=n), {"revenue": 10 + n, "items": [{"sku": f"s{n}"}]})
+        for n in range(2)
+    ]
+    assert all(created.tzinfo is UTC for _, created in found_people)
+
+
+def _unsaved_customer(*, traits: dict[str, Any]) -> Customer:
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    return Customer(id="01HZZZZZZZZZZZZZZZZZZZZZZZ", traits=traits, created_at=at, updated_at=at)
+
+
+def test_reads_together_see_what_the_transaction_has_not_flushed_yet(database: Database) -> None:
+    with database.session() as session:
+        session.add(_unsaved_customer(traits={"city": "Berlin"}))
+        query = select(Customer.id, Customer.traits)
+        assert read_together(session, [(query, {})]) == [
+            [("01HZZZZZZZZZZZZZZZZZZZZZZZ", {"city": "Berlin"})]
+        ]
+
+
+def test_a_failing_read_raises_as_through_sqlalchemy_and_nothing_is_kept(
+    database: Database,
+) -> None:
+    missing = table("no_such_table", column("id"))
+
+    def add_then_read() -> None:
+        with database.session() as session:
+            session.add(_unsaved_customer(traits={}))
+            read_together(session, [(select(Customer.id), {}), (select(missing.c.id), {})])
+
+    with pytest.raises(DBAPIError, match="no_such_table"):
+        add_then_read()
+    with database.session(readonly=True) as session:
+        assert session.scalars(select(Customer.id)).all() == []
+
+
+if os.environ.get("REGULARS_TEST_DATABASE_URL"):  # exists only where PostgreSQL does
+
+    def _backend_pid(database: Database) -> int:
+        with database.session() as session:
+            return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    @pytest.mark.parametrize("backend", ["postgresql"])
+    def test_a_connection_back_from_work_a_moment_ago_is_handed_out_without_a_ping(
+        database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pings: list[object] = []
+        real_ping = database.writer.dialect.do_ping
+
+        def counted_ping(connection: Any) -> bool:
+            pings.append(connection)
+            return real_ping(connection)
+
+        monkeypatch.setattr(database.writer.dialect, "do_ping", counted_ping)
+        first = _backend_pid(database)
+        assert _backend_pid(database) == first  # the same pooled connection, reused
+        assert pings == []
+
+    @pytest.mark.parametrize("backend", ["postgresql"])
+    def test_an_idle_connection_that_died_is_replaced_before_anyone_uses_it(
+        database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        first = _backend_pid(database)
+        plain_url = make_url(database.url).set(drivername="postgresql")
+        with psycopg.connect(plain_url.render_as_string(hide_password=False)) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [first])  # as a restart would
+        monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)  # every pooled one is idle
+        assert _backend_pid(database) not in (first, 0)

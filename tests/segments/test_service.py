@@ -190,6 +190,58 @@ def test_an_event_a_segment_does_not_read_leaves_it_alone(moved_clock: FrozenClo
     assert members("buyers") == set()
 
 
+def test_a_segment_saved_after_the_index_was_cached_is_live_from_the_next_event(
+    moved_clock: FrozenClock,
+) -> None:
+    """The index of what each segment reads is cached per process and checked against the
+    segments' version in the same round trip as the customers' rows."""
+    bob = identify("bob", at=T0)
+    save("buyers", BUYERS)
+    track("ada", "Order Completed", at=T0, message_id="o1")  # the index of "buyers" cached
+    save("viewers", {"type": "event", "name": "Product Viewed"})
+
+    track("bob", "Product Viewed", at=T0, message_id="v1")  # the cached index reads no views
+
+    assert members("viewers") == {bob}
+    assert members("buyers") == {owner_of("ada")}
+
+
+def test_a_segment_edited_after_the_index_was_cached_is_checked_with_its_new_rule(
+    moved_clock: FrozenClock,
+) -> None:
+    identify("ada", at=T0, city="Berlin")
+    identify("bob", at=T0, city="Paris")
+    save("buyers", BUYERS)
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    moved_clock.advance(timedelta(seconds=1))  # an edit is stamped with its own time
+    with session_scope() as session:
+        service.update(
+            session, "buyers", SegmentUpdate(rule={"type": "and", "rules": [BUYERS, BERLIN]})
+        )
+
+    track("bob", "Order Completed", at=T0, message_id="o2")
+
+    assert members("buyers") == {owner_of("ada")}
+
+
+def test_a_segment_deleted_after_the_index_was_cached_is_left_alone(
+    moved_clock: FrozenClock,
+) -> None:
+    save("buyers", BUYERS)
+    save("big_buyers", {"type": "event", "name": "Order Completed", "op": "gte", "value": 2})
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    with session_scope() as session:
+        service.delete(session, "buyers")
+
+    track("bob", "Order Completed", at=T0, message_id="o2")
+    track("bob", "Order Completed", at=T0, message_id="o3")
+
+    assert members("big_buyers") == {owner_of("bob")}
+    with session_scope(readonly=True) as session:
+        assert service.find(session, "buyers") is None
+        assert system_events(str(owner_of("bob"))) == [("segment.entered", "big_buyers")]
+
+
 def test_a_new_anonymous_visitor_enters_a_segment_of_customers_who_never_ordered(
     moved_clock: FrozenClock,
 ) -> None:

@@ -3,7 +3,8 @@ read what changed; and a sweep that flips time-dependent memberships on time.
 
 The dependency index (which event names, fields, facts, consents, groups and segments each
 rule reads) is built from the definitions and cached per process; a cheap version query
-(ids and update times of the segments) tells when another process changed them.
+(ids and update times of the segments), read with the customers' rows, tells when another
+process changed them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class _Entry:
 
 @dataclass(frozen=True)
 class SegmentIndex:
-    version: tuple[tuple[str, str], ...]
+    version: repository.Version
     entries: tuple[_Entry, ...]
     dependents: Mapping[str, frozenset[str]]  # key -> keys of segments that refer to it
 
@@ -74,7 +75,7 @@ _cache_lock = threading.Lock()
 
 def index(session: Session) -> SegmentIndex:
     version = repository.version(session)
-    cache_key = str(session.get_bind().engine.url)
+    cache_key = _cache_key(session)
     cached = _cache.get(cache_key)
     if cached is not None and cached.version == version:
         return cached
@@ -84,7 +85,11 @@ def index(session: Session) -> SegmentIndex:
     return built
 
 
-def _build(version: tuple[tuple[str, str], ...], segments: list[Segment]) -> SegmentIndex:
+def _cache_key(session: Session) -> str:
+    return str(session.get_bind().engine.url)
+
+
+def _build(version: repository.Version, segments: list[Segment]) -> SegmentIndex:
     entries = []
     for segment in segments:
         target = Target.of(segment)
@@ -101,10 +106,28 @@ def _build(version: tuple[tuple[str, str], ...], segments: list[Segment]) -> Seg
 def on_customers_changed(session: Session, changes: Mapping[str, customers.CustomerChange]) -> None:
     """The change listener: same transaction as the write that changed the customers. Each
     customer is re-checked for the segments their own change woke (and those built on them):
-    a product view does not re-check the segments about orders."""
-    segment_index = index(session)
-    if not segment_index.entries:
-        return
+    a product view does not re-check the segments about orders.
+
+    The index this process knows is used as it is, and its version checked in the same
+    round trip as the customers' rows; only when another process changed the segments is
+    the index rebuilt and the work started again (nothing was written before the check)."""
+    known = _cache.get(_cache_key(session))
+    if known is not None:
+        try:
+            _reevaluate_changed(session, known, changes, expect_version=known.version)
+            return
+        except repository.SegmentsChanged:
+            pass  # rebuilt below
+    _reevaluate_changed(session, index(session), changes, expect_version=None)
+
+
+def _reevaluate_changed(
+    session: Session,
+    segment_index: SegmentIndex,
+    changes: Mapping[str, customers.CustomerChange],
+    *,
+    expect_version: repository.Version | None,
+) -> None:
     expanded: dict[frozenset[str], frozenset[str]] = {}
     only: dict[str, frozenset[str]] = {}
     for customer_id, change in changes.items():
@@ -114,15 +137,19 @@ def on_customers_changed(session: Session, changes: Mapping[str, customers.Custo
         if woken not in expanded:
             expanded[woken] = frozenset(segment_index.with_dependents(set(woken)))
         only[customer_id] = expanded[woken]
-    if only:
-        membership.reevaluate(
-            session,
-            segment_index.targets(set().union(*only.values())),
-            list(only),
-            now=clock.now(),
-            segment_ids=segment_index.segment_ids,
-            only=only,
-        )
+    if not only:  # nothing to re-check, if the index is the segments' as they are
+        if expect_version is not None:
+            repository.check_version(session, expect_version)
+        return
+    membership.reevaluate(
+        session,
+        segment_index.targets(set().union(*only.values())),
+        list(only),
+        now=clock.now(),
+        segment_ids=segment_index.segment_ids,
+        only=only,
+        expect_version=expect_version,
+    )
 
 
 def on_customer_removed(session: Session, customer_id: str, survivor_id: str | None) -> None:

@@ -92,13 +92,17 @@ def reevaluate(
     now: datetime,
     segment_ids: Mapping[str, str] | None = None,
     only: Mapping[str, AbstractSet[str]] | None = None,
+    expect_version: repository.Version | None = None,
 ) -> dict[str, Diff]:
     """Re-evaluate the given segments for a few customers, those referred to by others first
     (so "member of segment X" reads X's fresh membership); write and answer each diff.
 
     `only` (customer id -> segment keys) narrows the work when each customer's change woke
     different segments: a customer is re-checked for the segments named for them, and keeps
-    the others as they are. Without it, every segment is re-checked for every customer."""
+    the others as they are. Without it, every segment is re-checked for every customer.
+
+    `expect_version`: the segments' version the targets were taken from, checked with the
+    first read, before anything is written (repository.SegmentsChanged when it moved)."""
     if not segments or not customer_ids:
         return {}
     candidates = sorted(customer_ids)
@@ -107,8 +111,15 @@ def reevaluate(
     for level in levels(segments):
         checks = {t.id: _checked(t, candidates, only) for t in level}
         holds, current = _evaluate(
-            session, level, candidates, now=now, segment_ids=segment_ids, checks=checks
+            session,
+            level,
+            candidates,
+            now=now,
+            segment_ids=segment_ids,
+            checks=checks,
+            expect_version=expect_version,
         )
+        expect_version = None  # checked before the first write
         changed: list[tuple[Target, Diff]] = []
         for segment in level:
             checked = checks[segment.id]
@@ -168,12 +179,15 @@ def _evaluate(
     segment_ids: Mapping[str, str],
     checks: Mapping[str, AbstractSet[str]],
     memberships: bool = True,
+    expect_version: repository.Version | None = None,
 ) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
     """Which of its checked candidates each target's rule holds for, by segment id; and,
     with `memberships`, the candidates' current (segment id, customer id) memberships of
     the targets."""
     own = [t.id for t in targets] if memberships else []
     if len(candidates) > PYTHON_EVALUATION_MAX:
+        if expect_version is not None:
+            repository.check_version(session, expect_version)
         ctx = context(session, now=now, candidates=candidates, segment_ids=segment_ids)
         found = compiler.evaluate_for(session, {t.id: t.rule for t in targets}, ctx)
         current = repository.members_among(session, own, candidates) if own else set()
@@ -186,6 +200,7 @@ def _evaluate(
         candidates,
         event_names=frozenset().union(*(t.event_names for t in targets)),
         segment_ids=wanted,
+        expect_version=expect_version,
     )
     holds = {
         t.id: {p.id for p in people if p.id in checks[t.id] and engine.holds(t.rule, p, now)}

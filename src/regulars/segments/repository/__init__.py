@@ -27,7 +27,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import CompoundSelect, Delete, Select, Update
 
@@ -47,6 +46,7 @@ from regulars.db import (
     one_of,
     one_of_parameter,
     prepared,
+    read_together,
     table_of,
 )
 from regulars.segments import engine
@@ -91,10 +91,27 @@ def all_segments(session: Session) -> list[Segment]:
     return list(session.scalars(select(Segment).order_by(Segment.key)))
 
 
-def version(session: Session) -> tuple[tuple[str, str], ...]:
+Version = tuple[tuple[str, str], ...]
+
+
+class SegmentsChanged(Exception):
+    """The segments are no longer those of the version a read expected: a segment was
+    created, edited or deleted since (by another process, or earlier in this one)."""
+
+
+def version(session: Session) -> Version:
     """Changes whenever a segment is created, edited or deleted: the live index's cache key
     (ids with their update times, so a delete and a create in the same instant differ too)."""
-    return tuple((str(i), str(at)) for i, at in session.execute(_VERSION))
+    return _as_version(read_together(session, [(_VERSION, {})])[0])
+
+
+def check_version(session: Session, expected: Version) -> None:
+    if version(session) != expected:
+        raise SegmentsChanged
+
+
+def _as_version(rows: Iterable[tuple[Any, ...]]) -> Version:
+    return tuple((str(segment_id), str(updated_at)) for segment_id, updated_at in rows)
 
 
 _SEGMENTS = table_of(Segment)
@@ -379,12 +396,16 @@ def load_people(
     *,
     event_names: Collection[str],
     segment_ids: Mapping[str, str],
+    expect_version: Version | None = None,
 ) -> list[engine.Person]:
     """The customers with everything a rule can read: profile, facts, consents, groups,
     memberships of the given segments (key -> id) and their events of the given names.
-    Read as plain rows (no ORM objects) by statements built once per shape: this is the hot
-    path of live re-evaluation, where one customer's rows take SQLite a tenth of what
-    building the statements took."""
+    Read as plain rows (no ORM objects) by statements built once per shape, in one round
+    trip on PostgreSQL: this is the hot path of live re-evaluation, where one customer's
+    rows take SQLite a tenth of what building the statements took.
+
+    With `expect_version`, the segments' version is read in the same round trip, and
+    SegmentsChanged raised when it is another: the caller's rules may be stale."""
     people: dict[str, engine.Person] = {}
     keys = {segment_id: key for key, segment_id in segment_ids.items()}
     names = tuple(sorted(event_names))
@@ -395,9 +416,18 @@ def load_people(
         lambda: _relations_query(session, names, sorted(keys)),
     )
     for chunk in chunks(list(customer_ids)):
-        for row in session.execute(profiles, {"ids": list(chunk)}):
-            people[row.id] = _person(row._mapping)
-        for row in session.execute(relations, {"ids": list(chunk)}):
+        ids = {"ids": list(chunk)}
+        reads: list[tuple[Any, Mapping[str, Any]]] = [(profiles, ids), (relations, ids)]
+        if expect_version is not None:
+            reads.append((_VERSION, {}))
+        found_profiles, found_relations, *found_version = read_together(session, reads)
+        if expect_version is not None and _as_version(found_version[0]) != expect_version:
+            raise SegmentsChanged
+        expect_version = None  # checked once is enough
+        for row in found_profiles:
+            person = _person(row)
+            people[person.id] = person
+        for row in found_relations:
             _add_relation(people, row, keys)
     return list(people.values())
 
@@ -421,10 +451,12 @@ def _people_query(session: Session) -> Select[Any]:
     )
 
 
-def _person(values: RowMapping) -> engine.Person:
-    person = engine.Person(**{name: values[name] for name in _PROFILE_FIELDS})
-    if values["facts_of"] is not None:
-        person.facts = engine.Facts(**{name: values[f"fact_{name}"] for name in _FACT_FIELDS})
+def _person(row: tuple[Any, ...]) -> engine.Person:
+    """One row of `_people_query`: the profile fields, then `facts_of`, then the facts."""
+    profile, facts_of = len(_PROFILE_FIELDS), row[len(_PROFILE_FIELDS)]
+    person = engine.Person(**dict(zip(_PROFILE_FIELDS, row[:profile], strict=True)))
+    if facts_of is not None:
+        person.facts = engine.Facts(*row[profile + 1 :])
     return person
 
 
@@ -472,7 +504,7 @@ def _relations_query(
                 events.c.timestamp,
                 events.c.properties,
             ).where(
-                events.c.name.in_(list(event_names)),
+                one_of(session, events.c.name, event_names),
                 one_of_parameter(session, events.c.customer_id, "ids"),
             ),
         )
@@ -487,7 +519,7 @@ def _relations_query(
                 nothing_at,
                 nothing_json,
             ).where(
-                members.c.segment_id.in_(list(segment_ids)),
+                one_of(session, members.c.segment_id, segment_ids),
                 one_of_parameter(session, members.c.customer_id, "ids"),
             )
         )
@@ -495,10 +527,10 @@ def _relations_query(
 
 
 def _add_relation(
-    people: Mapping[str, engine.Person], row: Row[Any], segments: Mapping[str, str]
+    people: Mapping[str, engine.Person], row: tuple[Any, ...], segments: Mapping[str, str]
 ) -> None:
     """One row of `_relations_query` onto its person: (kind, customer, a, b, c, at, doc)."""
-    kind, customer_id, a, b, c, at, document = tuple(row)
+    kind, customer_id, a, b, c, at, document = row
     person = people.get(customer_id)
     if person is None:
         return
