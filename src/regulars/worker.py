@@ -101,13 +101,13 @@ class Worker:
         self._scheduled.update(due)
 
     def claim(self, now: datetime | None = None) -> list[int]:
+        at = _now(now)
+        with session_scope(readonly=True) as session:  # most rounds find no job due
+            if not service.any_due(session, now=at):
+                return []
         with session_scope() as session:
             return service.claim(
-                session,
-                worker_id=self.worker_id,
-                now=_now(now),
-                limit=self.batch_size,
-                lease=self.lease,
+                session, worker_id=self.worker_id, now=at, limit=self.batch_size, lease=self.lease
             )
 
     def run_job(self, job_id: int, now: datetime | None = None) -> JobStatus | None:

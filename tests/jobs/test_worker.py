@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from regulars.db import Database
@@ -374,3 +374,32 @@ if os.environ.get("REGULARS_TEST_DATABASE_URL"):  # exists only where PostgreSQL
         job = _job(database, job_id)
         assert (job.status, job.locked_by, job.attempts) == (JobStatus.DONE, "busy", 1)
         assert recorded(database) == [(1, "in-process")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_round_with_nothing_due_takes_no_write_lock(
+    database: Database, frozen: FrozenClock
+) -> None:
+    """Jobs, journey runs and deliveries are looked for with a read first: SQLite's one
+    writer is what every request waits for, and most rounds find nothing."""
+    service.discover()  # the product's queues: journey runs, deliveries
+    assert {"journeys.runs", "messages.deliveries"} <= {name for name, _ in service.registry.queues}
+    worker = Worker(worker_id="w1")
+    worker.run_once()  # queues the next occurrence of each recurring job
+    write_transactions: list[object] = []
+
+    def count(connection: object) -> None:
+        write_transactions.append(connection)
+
+    event.listen(database.writer, "begin", count)
+    try:
+        assert worker.run_once() == 0
+        assert write_transactions == []
+
+        job_id = _enqueue("segments.sweep", {})  # now something is due
+        write_transactions.clear()
+        assert worker.run_once() == 1
+        assert write_transactions != []
+        assert _job(database, job_id).status == JobStatus.DONE
+    finally:
+        event.remove(database.writer, "begin", count)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, insert, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.db import is_postgres
+from regulars.db import UTCDateTime, is_postgres, prepared
 from regulars.jobs.models import Job, JobStatus
 
 
@@ -73,6 +74,27 @@ def get_claimed(session: Session, job_id: int, *, worker_id: str) -> Job | None:
     if is_postgres(session):
         statement = statement.with_for_update()
     return session.scalars(statement).one_or_none()
+
+
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Is there a job to claim, or one abandoned to fail? A read, so a worker with nothing
+    to do takes no write lock (SQLite's one writer is what every request waits for)."""
+    query = prepared(session, ("jobs.any_due",), _any_due_query)
+    return session.execute(query, {"now": now}).first() is not None
+
+
+def _any_due_query() -> Select[Any]:
+    due = bindparam("now", type_=UTCDateTime())
+    return (
+        select(Job.id)
+        .where(
+            or_(
+                and_(Job.status == JobStatus.QUEUED, Job.due_at <= due),
+                and_(Job.status == JobStatus.RUNNING, Job.locked_until < due),
+            )
+        )
+        .limit(1)
+    )
 
 
 def claim_due(

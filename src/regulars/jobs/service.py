@@ -309,6 +309,11 @@ def backoff(attempt: int, *, rng: Callable[[], float] = random.random) -> timede
     return ceiling * (0.5 + rng() / 2)
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether `claim` would find work: a read, to skip its write transaction when not."""
+    return repository.any_due(session, now=now)
+
+
 def claim(
     session: Session, *, worker_id: str, now: datetime, limit: int, lease: timedelta
 ) -> list[int]:

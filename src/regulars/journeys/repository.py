@@ -6,11 +6,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, String, bindparam, func, select, text, type_coerce, update
+from sqlalchemy import Row, String, and_, bindparam, func, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from regulars.db import (
+    UTCDateTime,
     bulk_update,
     bulk_write,
     chunks,
@@ -168,18 +169,28 @@ RUN_COLUMNS = (
 )
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Is a run of a journey that is not paused due? A read, so a worker with no run to
+    move takes no write lock."""
+    query = prepared(session, ("journeys.any_due",), _any_due_query)
+    return session.execute(query, {"now": now}).first() is not None
+
+
+def _any_due_query() -> Select[Any]:
+    return select(JourneyRun.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
+
+
+def _due(now: Any) -> Any:
+    paused = select(Journey.id).where(Journey.status == Status.PAUSED)
+    return and_(JourneyRun.due_at <= now, JourneyRun.journey_id.not_in(paused))
+
+
 def claim_due(
     session: Session, *, now: datetime, limit: int, run_ids: Sequence[str] | None = None
 ) -> list[Row[Any]]:
     """Due runs of journeys that are not paused, locked for this transaction (PostgreSQL:
     FOR UPDATE SKIP LOCKED, so workers share the queue; SQLite: one writer at a time)."""
-    paused = select(Journey.id).where(Journey.status == Status.PAUSED)
-    query = (
-        select(*RUN_COLUMNS)
-        .where(JourneyRun.due_at <= now, JourneyRun.journey_id.not_in(paused))
-        .order_by(JourneyRun.due_at)
-        .limit(limit)
-    )
+    query = select(*RUN_COLUMNS).where(_due(now)).order_by(JourneyRun.due_at).limit(limit)
     if run_ids is not None:
         query = query.where(one_of(session, JourneyRun.id, run_ids))
     if is_postgres(session):

@@ -91,6 +91,11 @@ advance_due = execution.advance_due
 enroll_scheduled = schedules.enroll_scheduled
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether a run is due (a read: the worker skips the claim's write lock when not)."""
+    return repository.any_due(session, now=now)
+
+
 def due_run_ids(session: Session, *, now: datetime, limit: int) -> list[str]:
     """The runs due now, claimed for this transaction (a failed batch's, to retry alone)."""
     return [row.id for row in repository.claim_due(session, now=now, limit=limit)]

@@ -94,6 +94,11 @@ class Round:
 # --- claim ---
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether `claim` would find a delivery (a read: no write lock when not)."""
+    return repository.any_due(session, now=now)
+
+
 def claim(session: Session, *, worker_id: str, now: datetime, limit: int) -> Round:
     rows = repository.claim_due(
         session, now=now, limit=limit, worker_id=worker_id, locked_until=now + LEASE

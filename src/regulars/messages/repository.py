@@ -8,11 +8,20 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, and_, delete, func, select, update
+from sqlalchemy import CursorResult, Select, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.db import Base, bulk_write, chunks, is_postgres, one_of, table_of
+from regulars.db import (
+    Base,
+    UTCDateTime,
+    bulk_write,
+    chunks,
+    is_postgres,
+    one_of,
+    prepared,
+    table_of,
+)
 from regulars.messages.models import (
     Broadcast,
     Category,
@@ -168,6 +177,21 @@ def list_deliveries(
 
 
 _CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+
+
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Is a delivery due? A read, so a worker with none takes no write lock."""
+    query = prepared(session, ("messages.any_due",), _any_due_query)
+    return session.execute(query, {"now": now}).first() is not None
+
+
+def _any_due_query() -> Select[Any]:
+    due = bindparam("now", type_=UTCDateTime())
+    return (
+        select(Delivery.id)
+        .where(Delivery.next_attempt_at <= due, Delivery.status.in_(_CLAIMABLE))
+        .limit(1)
+    )
 
 
 def claim_due(
