@@ -726,6 +726,11 @@ def latency_figures(
            worker=f"{worker_threads} thread(s), own process" if worker_process else "embedded",
            )  # fmt: skip
     percentiles(db, "event_to_provider", to_sink, (50, 95, 99))
+    slowest = sorted(range(total), key=to_sink.__getitem__)[-max(1, total // 100) :]
+    first_sent = min(a.sent_at for a in answers)
+    figure(BENCH, "event_to_provider_slowest_count", db, len(slowest), "events",
+           sent_at_s=sorted(round(answers[i].sent_at - first_sent, 1) for i in slowest),
+           note="when the slowest 1% were sent: together, a stall; spread, a load")  # fmt: skip
     percentiles(db, "track_http", [a.http_ms for a in answers], (50, 99))
     received, queued = hop_times()
     percentiles(db, "received_to_queued", [(queued[i] - received[i]) * 1000 for i in by_event],
