@@ -354,6 +354,39 @@ def test_the_embedded_worker_runs_jobs_in_a_thread_and_stops(
     assert _job(database, job_id).status == JobStatus.DONE
 
 
+def test_a_long_job_does_not_hold_up_the_domain_queues(
+    database: Database, registry: Registry
+) -> None:
+    """Queues (journey steps, deliveries) run in a lane of their own: the job below waits
+    for the queue to be drained, which a worker running both in one loop never does."""
+    queued_item = threading.Event()
+    drained_while_the_job_ran: list[bool] = []
+    drained = threading.Event()
+
+    def _drain(worker_id: str, now: datetime, limit: int) -> int:
+        if not queued_item.is_set() or drained.is_set():
+            return 0
+        drained.set()
+        return 1
+
+    def _long(session: Session, payload: Mapping[str, object]) -> None:
+        queued_item.set()
+        service.wake()
+        drained_while_the_job_ran.append(drained.wait(timeout=30))  # a bound, not a pause
+
+    registry.queue("tests.items")(_drain)
+    registry.task("tests.long")(_long)
+    job_id = _enqueue("tests.long", {})
+    embedded = EmbeddedWorker(Worker(registry=registry))
+    embedded.start()
+    try:
+        assert drained.wait(timeout=60)
+    finally:
+        embedded.stop(timeout=60)
+    assert drained_while_the_job_ran == [True]
+    assert _job(database, job_id).status == JobStatus.DONE
+
+
 if os.environ.get("REGULARS_TEST_DATABASE_URL"):  # exists only where PostgreSQL does
     # On SQLite a running job's transaction holds the write lock that every claim needs.
     @pytest.mark.parametrize("backend", ["postgresql"])

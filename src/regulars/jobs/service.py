@@ -18,6 +18,7 @@ import pkgutil
 import random
 import re
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -215,9 +216,11 @@ recurring = registry.recurring
 recurring_in_steps = registry.recurring_in_steps
 queue = registry.queue
 
-# Set when work was committed that a worker of this process should pick up now, rather than
-# at its next poll (a transactional message must reach its provider in milliseconds).
-_work_arrived = threading.Event()
+# Rung when work was committed that a worker of this process should pick up now, rather
+# than at its next poll (a transactional message must reach its provider in milliseconds).
+# Each waiting loop has a bell of its own, so every one of them hears each ring.
+_bells: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+_bells_lock = threading.Lock()
 
 
 def wake_after_commit(session: Session) -> None:
@@ -228,7 +231,7 @@ def wake_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_commit")
 def _wake_on_commit(session: Session) -> None:
     if session.info.pop("regulars.wake_worker", False):
-        _work_arrived.set()
+        wake()
 
 
 @event.listens_for(Session, "after_rollback")
@@ -237,14 +240,27 @@ def _forget_on_rollback(session: Session) -> None:
 
 
 def wake() -> None:
-    _work_arrived.set()
+    with _bells_lock:
+        bells = list(_bells)
+    for bell in bells:
+        bell.set()
 
 
-def wait_for_work(timeout: float) -> bool:
-    """Wait until woken or `timeout` seconds pass; True when woken."""
-    woken = _work_arrived.wait(timeout)
-    _work_arrived.clear()
-    return woken
+def new_bell() -> threading.Event:
+    """A bell `wake()` rings, for one loop to wait on (see `wait_for_work`)."""
+    bell = threading.Event()
+    with _bells_lock:
+        _bells.add(bell)
+    return bell
+
+
+def wait_for_work(bell: threading.Event, timeout: float) -> bool:
+    """Wait until the bell rings or `timeout` seconds pass; True when it rang. The bell is
+    cleared before the caller's next round, which then sees everything committed before
+    the ring."""
+    rang = bell.wait(timeout)
+    bell.clear()
+    return rang
 
 
 def discover(package: str = "regulars") -> list[str]:
