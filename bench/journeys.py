@@ -60,14 +60,16 @@ rate. The warm-up events (a fresh server and worker compile statements, load jou
 templates, run the first occurrence of each recurring job) are printed on their own
 (warm_up_event_to_provider_max_ms). Per measured event, from the client's send (wall clock)
 to the sink accepting the message: p50/p95/p99/max (event_to_provider_*), and when the
-slowest 1% were sent (event_to_provider_slowest_count); the HTTP answer's p50/p99 (track_http_*); track_requests_per_s, the
-rate the clients reached (they fall behind when the server answers slower than
-CLIENTS / rate) with late_p99_ms and the jobs the server ran. Where the time goes, per
-event: received_to_queued (the server receiving the event to the journey queuing its
-delivery: the worker noticing the new run and moving it) and queued_to_provider (that to
-the sink accepting the message: the worker's delivery round and the SMTP dialogue), from
-the stored times of the server's clock. --worker-process: the server runs no worker and one
-`regulars worker` process runs beside it (PostgreSQL's default deployment), with
+slowest 1% were sent (event_to_provider_slowest_count); the HTTP answer's p50/p99
+(track_http_*); track_requests_per_s, the rate the clients reached (they fall behind when
+the server answers slower than CLIENTS / rate) with late_p99_ms and the jobs the worker
+ran meanwhile (server_jobs: kind -> milliseconds from each one's due time to its end).
+Where the time goes, per event: received_to_queued (the server receiving the event to the
+journey queuing its delivery: the worker noticing the new run and moving it) and
+queued_to_provider (that to the sink accepting the message: the worker's delivery round and
+the SMTP dialogue), from the stored times of the server's clock. --worker-process: the
+server runs no worker and one `regulars worker` process runs beside it (PostgreSQL's
+default deployment), with
 --worker-threads N threads (`regulars worker -c N`, PostgreSQL only). A segment sweep
 runs before the server starts, as messages does, so the server's first one is not the
 built-ins' installation.
@@ -682,10 +684,16 @@ def hop_times() -> tuple[dict[int, float], dict[int, float]]:
     return received, queued
 
 
-def jobs_finished_since(since: datetime) -> dict[str, int]:
-    query = select(Job.kind, func.count()).where(Job.finished_at >= since).group_by(Job.kind)
+def jobs_finished_since(since: datetime) -> dict[str, list[int]]:
+    """Kind -> for each job of that kind that finished since: milliseconds from its due time
+    to its end (its run, and any wait for the worker), to tell a job's stall in the window."""
+    query = select(Job.kind, Job.due_at, Job.finished_at).where(Job.finished_at >= since)
+    found: dict[str, list[int]] = {}
     with session_scope(readonly=True) as session:
-        return {str(kind): int(n) for kind, n in session.execute(query)}
+        for kind, due_at, finished_at in session.execute(query.order_by(Job.finished_at)):
+            took = (finished_at or due_at) - due_at
+            found.setdefault(str(kind), []).append(round(took.total_seconds() * 1000))
+    return found
 
 
 def percentiles(db: str, name: str, values: list[float], cuts: Sequence[int]) -> None:
