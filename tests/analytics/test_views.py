@@ -103,8 +103,7 @@ def test_page_shows_the_stored_figures_until_the_worker_refreshes_them(
     moved_clock.advance(timedelta(minutes=5))
     stored = client.get("/").text
     assert kpi(stored, "Customers") == "1" and "as of 10:42" in stored
-    with session_scope() as session:
-        tasks.refresh(session, {})
+    tasks.refresh({})
     fresh = client.get("/").text
     assert kpi(fresh, "Customers") == "2" and "as of 10:47" in fresh
 

@@ -86,6 +86,18 @@ def overview(session: Session) -> Summary | None:
 def refresh(session: Session, *, now: datetime, full: bool = False) -> Summary:
     """Compute the figures as of `now`, store them (flushed, not committed) and return them:
     settled days from the stored snapshot, the others counted now; `full` counts every day."""
+    return store(session, count(session, now=now, full=full), now=now)
+
+
+def store(session: Session, payload: OverviewPayload, *, now: datetime) -> Summary:
+    """Save figures `count` made as the snapshot the dashboard reads."""
+    repository.save_snapshot(session, OVERVIEW, payload, computed_at=now)
+    return summarize(payload, computed_at=now)
+
+
+def count(session: Session, *, now: datetime, full: bool = False) -> OverviewPayload:
+    """The figures as of `now`, read only: settled days from the stored snapshot, the others
+    counted now; `full` counts every day."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     starts = [today - timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
     settled = {} if full else _settled_days(session, before=today - timedelta(days=1))
@@ -94,15 +106,13 @@ def refresh(session: Session, *, now: datetime, full: bool = False) -> Summary:
         key = start.date().isoformat()
         days[key] = settled[key] if key in settled else _day_figures(session, start)
     active, orders, cents = repository.facts_totals(session, seen_since=now - timedelta(days=DAYS))
-    payload = OverviewPayload(
+    return OverviewPayload(
         customers=repository.count_customers(session),
         active=active,
         orders=orders,
         revenue_cents=cents,
         days=days,
     )
-    repository.save_snapshot(session, OVERVIEW, payload, computed_at=now)
-    return summarize(payload, computed_at=now)
 
 
 def _settled_days(session: Session, *, before: datetime) -> dict[str, DayFigures]:
