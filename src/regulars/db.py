@@ -370,6 +370,17 @@ def prepared(session: Session, key: tuple[Hashable, ...], build: Callable[[], Bu
     return cast(Built, found)
 
 
+def finds_any(
+    session: Session,
+    key: tuple[Hashable, ...],
+    build: Callable[[], Executable],
+    params: Mapping[str, Any],
+) -> bool:
+    """Whether the select `build` makes (built once per `key`, see `prepared`) finds a row:
+    the worker's look for due work before it takes a write transaction."""
+    return session.execute(prepared(session, key, build), dict(params)).first() is not None
+
+
 # --- reads in one round trip: the live paths on PostgreSQL -------------------------------------
 
 Processor = Callable[[Any], Any]

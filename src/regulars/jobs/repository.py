@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, Select, and_, bindparam, delete, insert, or
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from regulars.db import UTCDateTime, is_postgres, prepared
+from regulars.db import UTCDateTime, finds_any, is_postgres
 from regulars.jobs.models import Job, JobStatus
 
 
@@ -79,8 +79,7 @@ def get_claimed(session: Session, job_id: int, *, worker_id: str) -> Job | None:
 def any_due(session: Session, *, now: datetime) -> bool:
     """Is there a job to claim, or one abandoned to fail? A read, so a worker with nothing
     to do takes no write lock (SQLite's one writer is what every request waits for)."""
-    query = prepared(session, ("jobs.any_due",), _any_due_query)
-    return session.execute(query, {"now": now}).first() is not None
+    return finds_any(session, ("jobs.any_due",), _any_due_query, {"now": now})
 
 
 def _any_due_query() -> Select[Any]:

@@ -15,6 +15,7 @@ from regulars.db import (
     bulk_update,
     bulk_write,
     chunks,
+    finds_any,
     is_postgres,
     one_of,
     one_of_parameter,
@@ -172,8 +173,7 @@ RUN_COLUMNS = (
 def any_due(session: Session, *, now: datetime) -> bool:
     """Is a run of a journey that is not paused due? A read, so a worker with no run to
     move takes no write lock."""
-    query = prepared(session, ("journeys.any_due",), _any_due_query)
-    return session.execute(query, {"now": now}).first() is not None
+    return finds_any(session, ("journeys.any_due",), _any_due_query, {"now": now})
 
 
 def _any_due_query() -> Select[Any]:

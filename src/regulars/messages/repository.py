@@ -17,9 +17,9 @@ from regulars.db import (
     UTCDateTime,
     bulk_write,
     chunks,
+    finds_any,
     is_postgres,
     one_of,
-    prepared,
     table_of,
 )
 from regulars.messages.models import (
@@ -181,8 +181,7 @@ _CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SEN
 
 def any_due(session: Session, *, now: datetime) -> bool:
     """Is a delivery due? A read, so a worker with none takes no write lock."""
-    query = prepared(session, ("messages.any_due",), _any_due_query)
-    return session.execute(query, {"now": now}).first() is not None
+    return finds_any(session, ("messages.any_due",), _any_due_query, {"now": now})
 
 
 def _any_due_query() -> Select[Any]:
