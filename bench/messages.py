@@ -56,7 +56,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -245,8 +245,8 @@ class TimedRegistry(jobs.Registry):
         self.drain_seconds = 0.0
 
     @property
-    def queues(self) -> list[tuple[str, jobs.QueueDrain]]:
-        return [(name, self._timed(drain)) for name, drain in self._inner.queues]
+    def queues(self) -> list[jobs.Queue]:
+        return [replace(q, drain=self._timed(q.drain)) for q in self._inner.queues]
 
     def handler(self, kind: str) -> jobs.Handler:
         return self._inner.handler(kind)

@@ -416,14 +416,14 @@ class _PipelinePlan:
         return rows
 
 
-_plans: dict[tuple[str, int], tuple[Any, _PipelinePlan]] = {}
+# By statement (compared by identity: statements come from `prepared`, one per shape).
+_plans: dict[SelectBase, _PipelinePlan] = {}
 
 
 def _plan_for(dialect: Dialect, statement: SelectBase) -> _PipelinePlan:
-    key = (dialect.name, id(statement))
-    found = _plans.get(key)
-    if found is not None and found[0] is statement:
-        return found[1]
+    found = _plans.get(statement)
+    if found is not None:
+        return found
     compiled = statement.compile(dialect=dialect)
     binds = tuple(
         (name, process)
@@ -437,7 +437,7 @@ def _plan_for(dialect: Dialect, statement: SelectBase) -> _PipelinePlan:
     plan = _PipelinePlan(str(compiled), compiled, binds, columns)
     if len(_plans) >= PREPARED_MAX:
         _plans.clear()
-    _plans[key] = (statement, plan)  # the statement is kept, so its id stays its own
+    _plans[statement] = plan
     return plan
 
 

@@ -70,15 +70,24 @@ class Worker:
         return len(job_ids)
 
     def drain_queues(self, now: datetime | None = None) -> int:
-        """One batch from each domain queue (deliveries, ...); a failing queue is logged and
-        the others still run."""
-        handled = 0
-        for name, drain in self.registry.queues:
+        """One batch from each domain queue that has work (deliveries, journey runs); a
+        failing queue is logged and the others still run."""
+        at, handled = _now(now), 0
+        for queue in self._queues_with_work(at):
             try:
-                handled += drain(self.worker_id, _now(now), self.batch_size)
+                handled += queue.drain(self.worker_id, at, self.batch_size)
             except Exception:  # one broken queue must not stop jobs or the other queues
-                log.exception("queue %s failed", name)
+                log.exception("queue %s failed", queue.name)
         return handled
+
+    def _queues_with_work(self, now: datetime) -> list[service.Queue]:
+        """The queues to drain, asked in one read: most rounds find nothing in most queues,
+        and a drain's claim is a write transaction (SQLite's one writer)."""
+        queues = self.registry.queues
+        if all(queue.has_work is None for queue in queues):
+            return queues
+        with session_scope(readonly=True) as session:
+            return [queue for queue in queues if _has_work(queue, session, now)]
 
     def run_forever(self, stop: threading.Event) -> None:
         """Run until `stop` is set, in two lanes: the domain queues (journey steps,
@@ -178,6 +187,16 @@ class Worker:
     def release(self, job_ids: Sequence[int]) -> None:
         with session_scope() as session:
             service.release(session, job_ids, worker_id=self.worker_id)
+
+
+def _has_work(queue: service.Queue, session: Session, now: datetime) -> bool:
+    if queue.has_work is None:
+        return True
+    try:
+        return queue.has_work(session, now=now)
+    except SQLAlchemyError:  # let the drain run and report what is wrong
+        log.exception("queue %s: looking for due work failed", queue.name)
+        return True
 
 
 def _now(now: datetime | None) -> datetime:

@@ -416,7 +416,7 @@ def test_a_round_with_nothing_due_takes_no_write_lock(
     """Jobs, journey runs and deliveries are looked for with a read first: SQLite's one
     writer is what every request waits for, and most rounds find nothing."""
     service.discover()  # the product's queues: journey runs, deliveries
-    assert {"journeys.runs", "messages.deliveries"} <= {name for name, _ in service.registry.queues}
+    assert {"journeys.runs", "messages.deliveries"} <= {q.name for q in service.registry.queues}
     worker = Worker(worker_id="w1")
     worker.run_once()  # queues the next occurrence of each recurring job
     write_transactions: list[object] = []
@@ -436,3 +436,25 @@ def test_a_round_with_nothing_due_takes_no_write_lock(
         assert _job(database, job_id).status == JobStatus.DONE
     finally:
         event.remove(database.writer, "begin", count)
+
+
+def test_a_queue_is_drained_only_when_its_look_finds_work(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    due: list[bool] = [False]
+    drained: list[datetime] = []
+
+    def _has_work(session: Session, *, now: datetime) -> bool:
+        return due[0]
+
+    def _drain(worker_id: str, now: datetime, limit: int) -> int:
+        drained.append(now)
+        return 1
+
+    registry.queue("tests.looked_at", has_work=_has_work)(_drain)
+    worker = Worker(registry=registry, worker_id="w1")
+    assert worker.drain_queues() == 0
+    assert drained == []
+    due[0] = True
+    assert worker.drain_queues() == 1
+    assert drained == [START]

@@ -356,8 +356,8 @@ def make_worker() -> Worker:
         registry.recurring(kind, every=every, daily_at=daily_at, timezone=schedule.timezone)(
             handler
         )
-    for name, drain in jobs.registry.queues:
-        registry.queue(name)(drain)
+    for queue in jobs.registry.queues:
+        registry.queue(queue.name, has_work=queue.has_work)(queue.drain)
     return Worker(registry=registry, worker_id="simulate")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from regulars.db import UTCDateTime, finds_any, is_postgres
 from regulars.jobs.models import Job, JobStatus
@@ -83,17 +84,17 @@ def any_due(session: Session, *, now: datetime) -> bool:
 
 
 def _any_due_query() -> Select[Any]:
-    due = bindparam("now", type_=UTCDateTime())
-    return (
-        select(Job.id)
-        .where(
-            or_(
-                and_(Job.status == JobStatus.QUEUED, Job.due_at <= due),
-                and_(Job.status == JobStatus.RUNNING, Job.locked_until < due),
-            )
-        )
-        .limit(1)
-    )
+    now = bindparam("now", type_=UTCDateTime())
+    return select(Job.id).where(or_(_queued_due(now), _lease_expired(now))).limit(1)
+
+
+def _queued_due(now: Any) -> ColumnElement[bool]:
+    return and_(Job.status == JobStatus.QUEUED, Job.due_at <= now)
+
+
+def _lease_expired(now: Any) -> ColumnElement[bool]:
+    """Running, but its worker's lease ran out: the worker died (or outlived its lease)."""
+    return and_(Job.status == JobStatus.RUNNING, Job.locked_until < now)
 
 
 def claim_due(
@@ -101,14 +102,7 @@ def claim_due(
 ) -> list[int]:
     """Mark up to `limit` due jobs running under this worker; a running job whose lease has
     expired (its worker died) is due again. Each claim counts as an attempt."""
-    claimable = or_(
-        and_(Job.status == JobStatus.QUEUED, Job.due_at <= now),
-        and_(
-            Job.status == JobStatus.RUNNING,
-            Job.locked_until < now,
-            Job.attempts < Job.max_attempts,
-        ),
-    )
+    claimable = or_(_queued_due(now), and_(_lease_expired(now), Job.attempts < Job.max_attempts))
     query = select(Job.id).where(claimable).order_by(Job.due_at, Job.id).limit(limit)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
@@ -132,11 +126,7 @@ def fail_abandoned(session: Session, *, now: datetime) -> int:
     """Fail running jobs whose lease expired on their last attempt (they kept killing workers)."""
     result = session.execute(
         update(Job)
-        .where(
-            Job.status == JobStatus.RUNNING,
-            Job.locked_until < now,
-            Job.attempts >= Job.max_attempts,
-        )
+        .where(_lease_expired(now), Job.attempts >= Job.max_attempts)
         .values(
             status=JobStatus.FAILED,
             last_error="lease expired: the worker running the last attempt stopped",

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import event
@@ -41,6 +41,21 @@ StepsHandler = Callable[[Mapping[str, object]], None]
 # A domain's own queue table (deliveries, journey runs): claim and work one batch with
 # sessions of its own; answer how many items it handled.
 QueueDrain = Callable[[str, datetime, int], int]
+
+
+class HasWork(Protocol):
+    """Whether a queue has an item due at `now`: a read, in the session given."""
+
+    def __call__(self, session: Session, *, now: datetime) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    drain: QueueDrain
+    has_work: HasWork | None  # None: drained every round, whatever is due
+
+
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BACKOFF_BASE = timedelta(seconds=15)
@@ -107,7 +122,7 @@ class Registry:
         self._handlers: dict[str, Handler] = {}
         self._in_steps: dict[str, StepsHandler] = {}
         self._schedules: dict[str, Schedule] = {}
-        self._queues: dict[str, QueueDrain] = {}
+        self._queues: dict[str, Queue] = {}
 
     def task(
         self, kind: str
@@ -162,19 +177,24 @@ class Registry:
         """The handler of a job that commits in steps, None for any other kind."""
         return self._in_steps.get(kind)
 
-    def queue(self, name: str) -> Callable[[QueueDrain], QueueDrain]:
-        """Register a domain queue the worker drains each round: `fn(worker_id, now, limit)`."""
+    def queue(
+        self, name: str, *, has_work: HasWork | None = None
+    ) -> Callable[[QueueDrain], QueueDrain]:
+        """Register a domain queue the worker drains each round: `fn(worker_id, now, limit)`.
+        With `has_work`, the worker first asks it, in one read for all queues, and drains
+        only the queues that have work: a drain takes a write transaction, and on SQLite each
+        waits for the one writer behind every tracked event."""
         _check_kind(name)
 
         def register(fn: QueueDrain) -> QueueDrain:
-            self._queues[name] = fn
+            self._queues[name] = Queue(name, fn, has_work)
             return fn
 
         return register
 
     @property
-    def queues(self) -> list[tuple[str, QueueDrain]]:
-        return sorted(self._queues.items())
+    def queues(self) -> list[Queue]:
+        return [self._queues[name] for name in sorted(self._queues)]
 
     def _add_handler(self, kind: str, fn: Handler) -> None:
         self._check_unclaimed(kind, fn)

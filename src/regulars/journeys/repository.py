@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Row, String, and_, bindparam, func, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
 
 from regulars.db import (
     UTCDateTime,
@@ -180,7 +181,7 @@ def _any_due_query() -> Select[Any]:
     return select(JourneyRun.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
 
 
-def _due(now: Any) -> Any:
+def _due(now: Any) -> ColumnElement[bool]:
     paused = select(Journey.id).where(Journey.status == Status.PAUSED)
     return and_(JourneyRun.due_at <= now, JourneyRun.journey_id.not_in(paused))
 

@@ -21,14 +21,11 @@ from regulars.kit.webhooks import is_transient, sign
 log = logging.getLogger(__name__)
 
 
-@jobs.queue("journeys.runs")
+@jobs.queue("journeys.runs", has_work=service.any_due)
 def advance_runs(worker_id: str, now: datetime, limit: int) -> int:
     """One round: claim due runs and move them along, all in one transaction. When the
     batch fails, its runs go one by one, so one bad run cannot hold up the others."""
     batch = get_settings().journey_batch_size
-    with session_scope(readonly=True) as session:  # no write lock while nothing is due
-        if not service.any_due(session, now=now):
-            return 0
     try:
         with session_scope() as session:
             return service.advance_due(session, now=now, limit=batch)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Select, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from regulars.db import (
     Base,
@@ -185,12 +186,11 @@ def any_due(session: Session, *, now: datetime) -> bool:
 
 
 def _any_due_query() -> Select[Any]:
-    due = bindparam("now", type_=UTCDateTime())
-    return (
-        select(Delivery.id)
-        .where(Delivery.next_attempt_at <= due, Delivery.status.in_(_CLAIMABLE))
-        .limit(1)
-    )
+    return select(Delivery.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
+
+
+def _due(now: Any) -> ColumnElement[bool]:
+    return and_(Delivery.next_attempt_at <= now, Delivery.status.in_(_CLAIMABLE))
 
 
 def claim_due(
@@ -198,12 +198,7 @@ def claim_due(
 ) -> list[Delivery]:
     """Claim up to `limit` due deliveries for this worker. A claimed delivery's
     next_attempt_at is its lease end, so one whose worker died is due again afterwards."""
-    query = (
-        select(Delivery.id)
-        .where(Delivery.next_attempt_at <= now, Delivery.status.in_(_CLAIMABLE))
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-    )
+    query = select(Delivery.id).where(_due(now)).order_by(Delivery.next_attempt_at).limit(limit)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     # One statement: UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED) RETURNING the rows.

@@ -17,13 +17,10 @@ from regulars.messages import service as _service  # noqa: F401  (registers the 
 log = logging.getLogger(__name__)
 
 
-@jobs.queue("messages.deliveries")
+@jobs.queue("messages.deliveries", has_work=dispatch.any_due)
 def deliver_due(worker_id: str, now: datetime, limit: int) -> int:
     """One round: claim due deliveries, hand them to providers, record what happened.
     Its own batch size (REGULARS_DISPATCH_BATCH_SIZE): providers take messages in bulk."""
-    with session_scope(readonly=True) as session:  # no write lock while nothing is due
-        if not dispatch.any_due(session, now=now):
-            return 0
     with session_scope() as session:
         work = dispatch.claim(
             session, worker_id=worker_id, now=now, limit=get_settings().dispatch_batch_size
