@@ -73,21 +73,13 @@ class Worker:
         """One batch from each domain queue that has work (deliveries, journey runs); a
         failing queue is logged and the others still run."""
         at, handled = _now(now), 0
-        for queue in self._queues_with_work(at):
+        for queue in self.registry.queues:
             try:
-                handled += queue.drain(self.worker_id, at, self.batch_size)
+                if _has_work(queue, at):
+                    handled += queue.drain(self.worker_id, at, self.batch_size)
             except Exception:  # one broken queue must not stop jobs or the other queues
                 log.exception("queue %s failed", queue.name)
         return handled
-
-    def _queues_with_work(self, now: datetime) -> list[service.Queue]:
-        """The queues to drain, asked in one read: most rounds find nothing in most queues,
-        and a drain's claim is a write transaction (SQLite's one writer)."""
-        queues = self.registry.queues
-        if all(queue.has_work is None for queue in queues):
-            return queues
-        with session_scope(readonly=True) as session:
-            return [queue for queue in queues if _has_work(queue, session, now)]
 
     def run_forever(self, stop: threading.Event) -> None:
         """Run until `stop` is set, in two lanes: the domain queues (journey steps,
@@ -189,14 +181,14 @@ class Worker:
             service.release(session, job_ids, worker_id=self.worker_id)
 
 
-def _has_work(queue: service.Queue, session: Session, now: datetime) -> bool:
+def _has_work(queue: service.Queue, now: datetime) -> bool:
+    """Asked in a read just before the drain (so a delivery the journey drain queued a moment
+    ago is found in the same round): most rounds find nothing in most queues, and a drain's
+    claim is a write transaction, on SQLite a wait for the one writer."""
     if queue.has_work is None:
         return True
-    try:
+    with session_scope(readonly=True) as session:
         return queue.has_work(session, now=now)
-    except SQLAlchemyError:  # let the drain run and report what is wrong
-        log.exception("queue %s: looking for due work failed", queue.name)
-        return True
 
 
 def _now(now: datetime | None) -> datetime:

@@ -458,3 +458,28 @@ def test_a_queue_is_drained_only_when_its_look_finds_work(
     due[0] = True
     assert worker.drain_queues() == 1
     assert drained == [START]
+
+
+def test_work_one_queue_makes_for_the_next_is_drained_in_the_same_round(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    """As a journey step queues a delivery: the deliveries queue is asked after the journey
+    drain, not before it."""
+    handed_over: list[str] = []
+    delivered: list[str] = []
+
+    def _step(worker_id: str, now: datetime, limit: int) -> int:
+        handed_over.append("delivery")
+        return 1
+
+    def _has_delivery(session: Session, *, now: datetime) -> bool:
+        return len(handed_over) > len(delivered)
+
+    def _deliver(worker_id: str, now: datetime, limit: int) -> int:
+        delivered.append(handed_over[-1])
+        return 1
+
+    registry.queue("tests.a_steps")(_step)
+    registry.queue("tests.b_deliveries", has_work=_has_delivery)(_deliver)
+    assert Worker(registry=registry, worker_id="w1").drain_queues() == 2
+    assert delivered == ["delivery"]

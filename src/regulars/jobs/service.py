@@ -181,9 +181,9 @@ class Registry:
         self, name: str, *, has_work: HasWork | None = None
     ) -> Callable[[QueueDrain], QueueDrain]:
         """Register a domain queue the worker drains each round: `fn(worker_id, now, limit)`.
-        With `has_work`, the worker first asks it, in one read for all queues, and drains
-        only the queues that have work: a drain takes a write transaction, and on SQLite each
-        waits for the one writer behind every tracked event."""
+        With `has_work`, the worker first asks it in a read, and drains the queue only when
+        it has work: a drain takes a write transaction, and on SQLite each waits for the one
+        writer behind every tracked event."""
         _check_kind(name)
 
         def register(fn: QueueDrain) -> QueueDrain:
