@@ -37,6 +37,22 @@ def test_a_disabled_source_is_not_found_by_its_write_key(database: Database) -> 
         assert service.get_source_by_write_key(session, write_key) is None
 
 
+def test_enabled_source_id_finds_the_source_of_a_key_until_it_is_disabled(
+    database: Database,
+) -> None:
+    with session_scope() as session:
+        web = service.create_source(session, "web")
+        web_id, write_key = web.id, web.write_key
+        service.create_source(session, "ios")
+    with session_scope(readonly=True) as session:
+        assert service.enabled_source_id(session, write_key) == web_id
+        assert service.enabled_source_id(session, write_key[:-1]) is None
+    with session_scope() as session:
+        session.scalars(select(Source).where(Source.id == web_id)).one().disabled_at = clock.now()
+    with session_scope(readonly=True) as session:
+        assert service.enabled_source_id(session, write_key) is None
+
+
 def test_source_names_are_unique_and_not_blank(database: Database) -> None:
     with session_scope() as session:
         service.create_source(session, "web")

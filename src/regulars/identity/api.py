@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from regulars.db import session_scope
 from regulars.errors import Forbidden, Unauthorized
 from regulars.identity import service
-from regulars.identity.models import ApiKeyScope, Source
+from regulars.identity.models import ApiKeyScope
 from regulars.identity.roles import Permission
 from regulars.kit import clock
 from regulars.pages import CSRF_HEADER, GUARDS, SAFE_METHODS, check_csrf, check_role, signed_in
@@ -129,10 +129,11 @@ def _basic_user(authorization: str) -> str:
     return decoded.partition(":")[0]
 
 
-def authenticate(session: Session, write_key: str) -> Source:
-    source = None
+def authenticate(session: Session, write_key: str) -> str:
+    """The id of the enabled source this write key belongs to, or 401."""
+    source_id = None
     if len(write_key) <= MAX_WRITE_KEY_CHARS and "\x00" not in write_key:
-        source = service.get_source_by_write_key(session, write_key)
-    if source is None or source.disabled_at is not None:
+        source_id = service.enabled_source_id(session, write_key)
+    if source_id is None:
         raise Unauthorized("the write key is unknown or its source is disabled")
-    return source
+    return source_id

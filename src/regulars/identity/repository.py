@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from regulars.db import prepared
 from regulars.identity.models import (
     ApiKey,
     LoginAttempt,
@@ -28,8 +29,20 @@ def get_source_by_name(session: Session, name: str) -> Source | None:
 
 
 def get_source_by_write_key(session: Session, write_key: str) -> Source | None:
-    """One lookup on the unique index of `write_key` (ingestion calls this on every request)."""
     return session.scalars(select(Source).where(Source.write_key == write_key)).one_or_none()
+
+
+def enabled_source_id(session: Session, write_key: str) -> str | None:
+    """The id of the enabled source with this write key: one lookup on its unique index, with
+    a statement built once and no ORM object, since ingestion asks it on every request."""
+    query = prepared(session, ("identity.enabled_source_id",), _enabled_source_query)
+    return session.scalar(query, {"write_key": write_key})
+
+
+def _enabled_source_query() -> Select[tuple[str]]:
+    return select(Source.id).where(
+        Source.write_key == bindparam("write_key"), Source.disabled_at.is_(None)
+    )
 
 
 def list_sources(session: Session) -> Sequence[Source]:

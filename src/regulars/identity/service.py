@@ -66,6 +66,12 @@ def get_source_by_write_key(session: Session, write_key: str) -> Source | None:
     return source
 
 
+def enabled_source_id(session: Session, write_key: str) -> str | None:
+    """The id of the enabled source this write key belongs to (what ingestion needs on every
+    request); None for unknown or disabled keys."""
+    return repository.enabled_source_id(session, write_key)
+
+
 def create_api_key(session: Session, name: str, scope: ApiKeyScope) -> tuple[ApiKey, str]:
     """A new API key and its secret. Only the SHA-256 is stored: show the secret once."""
     name = _checked_name(name, "API key")

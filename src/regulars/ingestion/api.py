@@ -200,8 +200,7 @@ def store_items(items: list[object], *, write_key: str) -> IngestResult:
 
 def _store(batch: PreparedBatch, *, write_key: str) -> IngestResult:
     with session_scope() as session:
-        source = authenticate(session, write_key)
-        return store(session, batch, source=source.id)
+        return store(session, batch, source=authenticate(session, write_key))
 
 
 def _retryable(exc: IntegrityError | OperationalError) -> bool:

@@ -260,8 +260,8 @@ def _subscribe(body: bytes, authorization: str | None) -> str:
         raise ValidationFailed(f"{where}: {first['msg']}" if where else first["msg"]) from exc
     write_key = write_key_of(authorization, raw)
     with session_scope() as session:
-        source = authenticate(session, write_key)
-        return service.subscriptions.subscribe(session, data, source=source.id)
+        source_id = authenticate(session, write_key)
+        return service.subscriptions.subscribe(session, data, source=source_id)
 
 
 @router.get("/push/{name}.js")
