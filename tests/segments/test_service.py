@@ -527,3 +527,22 @@ def test_many_customers_at_once_are_re_evaluated_in_sql_with_the_same_outcome(
     assert members("berlin_buyers") == {ada}
     identify("ada", at=T0 + timedelta(minutes=1), city="Rome")
     assert members("berlin_buyers") == set()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL plans from statistics instead
+def test_closing_a_stay_looks_up_the_segment_and_customer_not_every_stay_of_the_segment(
+    database: Database,
+) -> None:
+    """Live re-evaluation closes a leaver's open stay; found through the segment alone, it
+    walked all of a popular segment's history on every exit."""
+    closing = (
+        "UPDATE segment_membership_history SET exited_at = :at WHERE segment_id = :segment"
+        " AND customer_id IN (:a, :b) AND exited_at IS NULL"
+    )
+    params = {"at": "2026-01-01", "segment": "s", "a": "c1", "b": "c2"}
+    with session_scope(readonly=True) as session:
+        plan = [row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + closing), params)]
+    assert plan == [
+        "SEARCH segment_membership_history USING INDEX ix_segment_history_segment_customer"
+        " (segment_id=? AND customer_id=?)"
+    ]

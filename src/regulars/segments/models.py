@@ -52,10 +52,15 @@ class SegmentMembershipSpan(Base):
     """Membership history: one row per stay, exited_at empty while it lasts."""
 
     __tablename__ = "segment_membership_history"
-    __table_args__ = (Index("ix_segment_history_customer", "customer_id", "entered_at"),)
+    __table_args__ = (
+        Index("ix_segment_history_customer", "customer_id", "entered_at"),
+        # Closing a stay names the segment and the customers: with the segment alone, SQLite
+        # walked every stay of the segment (5 ms a customer at 100,000 members).
+        Index("ix_segment_history_segment_customer", "segment_id", "customer_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
-    segment_id: Mapped[str] = mapped_column(String(26), segment_fk(), index=True)
+    segment_id: Mapped[str] = mapped_column(String(26), segment_fk())
     customer_id: Mapped[str] = mapped_column(String(26), customer_fk())
     entered_at: Mapped[datetime]
     exited_at: Mapped[datetime | None]
