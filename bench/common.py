@@ -65,10 +65,21 @@ class Server:
         processes (the only one, or uvicorn's supervisor and each of its workers)."""
         return sum(_peak_rss_mb(pid) for pid in [self.pid, *_children(self.pid)])
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server's processes have used so far."""
+        return sum(_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)])
+
 
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _cpu_seconds(pid: int) -> float:
+    # /proc/PID/stat: the fields after the command's closing parenthesis; utime and stime
+    # are the 14th and 15th of the line, in clock ticks.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mb(pid: int) -> float:
