@@ -24,6 +24,7 @@ from regulars.config import get_settings
 from regulars.db import session_scope
 from regulars.jobs import service
 from regulars.jobs.models import JobStatus
+from regulars.jobs.service import Lane
 from regulars.kit import clock
 
 log = logging.getLogger(__name__)
@@ -87,29 +88,29 @@ class Worker:
         One lane made every transactional message wait for the jobs of the round (at
         start-up, the first runs of the recurring jobs: up to a second at 100,000 customers;
         every hour, the RFM refresh). Each lane repeats while it finds work, and otherwise
-        waits up to `worker_poll_seconds`. Only the queues lane is woken early, by work
-        committed in this process (`jobs.wake_after_commit`: a run enrolled, a delivery
-        queued); jobs are found by the poll, so the jobs lane does not look for them after
-        every tracked event."""
+        waits up to `worker_poll_seconds` or until work of its lane is committed in this
+        process (`jobs.wake_after_commit`): a run enrolled or a delivery queued wakes the
+        queues lane only, so the jobs lane does not look for jobs after every tracked event."""
         log.info("worker %s started", self.worker_id)
-        bell = service.new_bell()
+        queues_bell, jobs_bell = service.new_bell(Lane.QUEUES), service.new_bell(Lane.JOBS)
         queues = threading.Thread(
             target=self._lane,
-            args=(stop, self.drain_queues, lambda: service.wait_for_work(bell, self.poll_seconds)),
+            args=(stop, self.drain_queues, queues_bell),
             name=f"{threading.current_thread().name}:queues",
             daemon=True,
         )
         queues.start()
         try:
-            self._lane(stop, lambda: self.run_jobs(stop=stop), lambda: stop.wait(self.poll_seconds))
+            self._lane(stop, lambda: self.run_jobs(stop=stop), jobs_bell)
         finally:
             queues.join()
         log.info("worker %s stopped", self.worker_id)
 
     def _lane(
-        self, stop: threading.Event, round_: Callable[[], int], wait: Callable[[], object]
+        self, stop: threading.Event, round_: Callable[[], int], bell: threading.Event
     ) -> None:
-        """Run rounds until `stop`; after a round that found nothing, `wait`."""
+        """Run rounds until `stop`; after a round that found nothing, wait for the poll or
+        the lane's bell."""
         while not stop.is_set():
             try:
                 ran = round_()
@@ -117,7 +118,7 @@ class Worker:
                 log.exception("worker %s: database error", self.worker_id)
                 ran = 0
             if ran == 0:
-                wait()
+                service.wait_for_work(bell, self.poll_seconds)
 
     def ensure_recurring(self, now: datetime | None = None) -> None:
         """Queue the next occurrence of each recurring job (idempotent across workers)."""

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
-from regulars.db import Database
+from regulars.db import Database, session_scope
 from regulars.jobs import service
 from regulars.jobs.models import Job, JobStatus
-from regulars.jobs.service import Registry
+from regulars.jobs.service import Lane, Registry
 from regulars.kit.clock import FrozenClock
 from regulars.worker import EmbeddedWorker, Worker
 
@@ -483,3 +483,29 @@ def test_work_one_queue_makes_for_the_next_is_drained_in_the_same_round(
     registry.queue("tests.b_deliveries", has_work=_has_delivery)(_deliver)
     assert Worker(registry=registry, worker_id="w1").drain_queues() == 2
     assert delivered == ["delivery"]
+
+
+def _queue_a_job_then_fail() -> None:
+    with session_scope() as session:
+        service.wake_after_commit(session, Lane.JOBS)
+        raise RuntimeError("rolled back: nothing was queued")
+
+
+def test_committed_work_rings_the_bells_of_its_own_lane_only(database: Database) -> None:
+    jobs_bell, queues_bell = service.new_bell(Lane.JOBS), service.new_bell(Lane.QUEUES)
+    with session_scope() as session:
+        service.wake_after_commit(session)  # a journey step or a delivery was queued
+    assert (queues_bell.is_set(), jobs_bell.is_set()) == (True, False)
+
+    queues_bell.clear()
+    with session_scope() as session:
+        service.wake_after_commit(session, Lane.JOBS)  # a job to run now (a broadcast)
+    assert (queues_bell.is_set(), jobs_bell.is_set()) == (False, True)
+
+    jobs_bell.clear()
+    with pytest.raises(RuntimeError):
+        _queue_a_job_then_fail()
+    assert (queues_bell.is_set(), jobs_bell.is_set()) == (False, False)
+
+    service.wake()  # stopping: every lane
+    assert (queues_bell.is_set(), jobs_bell.is_set()) == (True, True)

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -236,41 +237,53 @@ recurring = registry.recurring
 recurring_in_steps = registry.recurring_in_steps
 queue = registry.queue
 
+
+class Lane(StrEnum):
+    """A worker's two loops (see Worker.run_forever): each is woken by work of its own kind."""
+
+    JOBS = "jobs"
+    QUEUES = "queues"  # the domain queues: journey runs, deliveries
+
+
 # Rung when work was committed that a worker of this process should pick up now, rather
 # than at its next poll (a transactional message must reach its provider in milliseconds).
-# Each waiting loop has a bell of its own, so every one of them hears each ring.
-_bells: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+# Each waiting loop has a bell of its own, so every one of them hears each ring; a ring
+# wakes only the loops of its lane (a tracked event that queued a journey step does not
+# send the jobs loop looking for jobs).
+_bells: dict[Lane, weakref.WeakSet[threading.Event]] = {lane: weakref.WeakSet() for lane in Lane}
 _bells_lock = threading.Lock()
+_WAKE_KEY = "regulars.wake_lanes"
 
 
-def wake_after_commit(session: Session) -> None:
-    """Wake this process's workers once the session's transaction commits."""
-    session.info["regulars.wake_worker"] = True
+def wake_after_commit(session: Session, lane: Lane = Lane.QUEUES) -> None:
+    """Wake this process's loops of `lane` once the session's transaction commits."""
+    session.info.setdefault(_WAKE_KEY, set()).add(lane)
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_on_commit(session: Session) -> None:
-    if session.info.pop("regulars.wake_worker", False):
-        wake()
+    for lane in session.info.pop(_WAKE_KEY, ()):
+        wake(lane)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_on_rollback(session: Session) -> None:
-    session.info.pop("regulars.wake_worker", None)
+    session.info.pop(_WAKE_KEY, None)
 
 
-def wake() -> None:
+def wake(lane: Lane | None = None) -> None:
+    """Ring the bells of `lane`, or of every lane (stopping a worker)."""
     with _bells_lock:
-        bells = list(_bells)
+        bells = [b for each in Lane if lane in (None, each) for b in _bells[each]]
     for bell in bells:
         bell.set()
 
 
-def new_bell() -> threading.Event:
-    """A bell `wake()` rings, for one loop to wait on (see `wait_for_work`)."""
+def new_bell(lane: Lane) -> threading.Event:
+    """A bell `wake(lane)` rings, for one loop of that lane to wait on (see `wait_for_work`)."""
     bell = threading.Event()
     with _bells_lock:
-        _bells.add(bell)
+        _bells[lane].add(bell)
     return bell
 
 

@@ -77,7 +77,7 @@ def _queue_chunk(session: Session, broadcast: Broadcast, *, due_at: datetime) ->
         due_at=due_at,
         idempotency_key=f"{EXPAND_JOB}:{broadcast.id}:{broadcast.cursor or ''}",
     )
-    jobs.wake_after_commit(session)
+    jobs.wake_after_commit(session, jobs.Lane.JOBS)
 
 
 def expand(session: Session, broadcast_id: str) -> int:
