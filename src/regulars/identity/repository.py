@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -36,10 +37,11 @@ def enabled_source_id(session: Session, write_key: str) -> str | None:
     """The id of the enabled source with this write key: one lookup on its unique index, with
     a statement built once and no ORM object, since ingestion asks it on every request."""
     query = prepared(session, ("identity.enabled_source_id",), _enabled_source_query)
-    return session.scalar(query, {"write_key": write_key})
+    source_id: str | None = session.scalar(query, {"write_key": write_key})
+    return source_id
 
 
-def _enabled_source_query() -> Select[tuple[str]]:
+def _enabled_source_query() -> Select[Any]:
     return select(Source.id).where(
         Source.write_key == bindparam("write_key"), Source.disabled_at.is_(None)
     )
