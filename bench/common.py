@@ -65,9 +65,10 @@ class Server:
         processes (the only one, or uvicorn's supervisor and each of its workers)."""
         return sum(_peak_rss_mb(pid) for pid in [self.pid, *_children(self.pid)])
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> tuple[float, float]:
         """User and system CPU time the server's processes have used so far."""
-        return sum(_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)])
+        times = [_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)]]
+        return sum(user for user, _ in times), sum(system for _, system in times)
 
 
 def _children(pid: int) -> list[int]:
@@ -75,11 +76,12 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
     # /proc/PID/stat: the fields after the command's closing parenthesis; utime and stime
     # are the 14th and 15th of the line, in clock ticks.
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -61,8 +61,9 @@ templates, run the first occurrence of each recurring job) are printed on their 
 (warm_up_event_to_provider_max_ms). Per measured event, from the client's send (wall clock)
 to the sink accepting the message: p50/p95/p99/max (event_to_provider_*), and when the
 slowest 1% were sent (event_to_provider_slowest_count); the HTTP answer's p50/p99
-(track_http_*); server_cpu_ms_per_event (the server's user and system CPU time over the
-events sent, all its threads: above 1000 / rate the one process cannot keep up);
+(track_http_*); server_cpu_ms_per_event (the server's CPU time over the events sent, all
+its threads, with its user and system parts: above 1000 / rate the one process cannot keep
+up);
 track_requests_per_s, the rate the clients reached (they fall behind when
 the server answers slower than CLIENTS / rate) with late_p99_ms and the jobs the worker
 ran meanwhile (server_jobs: kind -> milliseconds from each one's due time to its end).
@@ -748,7 +749,10 @@ def latency_figures(
         sent = send_steadily(server.port, write_key, bodies, rate)
         achieved = len(sent) / (time.perf_counter() - began - 0.5)
         wait_for_sink(sink, warm_up + total)
-        cpu_ms_per_event = (server.cpu_seconds() - cpu_before) * 1000 / len(sent)
+        user, system = (
+            (after - before) * 1000 / len(sent)
+            for after, before in zip(server.cpu_seconds(), cpu_before, strict=True)
+        )
     arrivals = sink.arrivals()
     addresses = thanks_addresses()
     by_event = {event_index(addresses[d]): at for d, at in arrivals.items()}
@@ -764,7 +768,8 @@ def latency_figures(
            late_p99_ms=round(late, 2),
            worker=f"{worker_threads} thread(s), own process" if worker_process else "embedded",
            )  # fmt: skip
-    figure(BENCH, "server_cpu_ms_per_event", db, cpu_ms_per_event, "ms",
+    figure(BENCH, "server_cpu_ms_per_event", db, user + system, "ms",
+           user_ms=round(user, 2), system_ms=round(system, 2),
            note="the server's CPU time (all threads, SQLite included) over the events sent; "
            f"at {rate:g} events/s one core is {1000 / rate:g} ms an event")  # fmt: skip
     figure(BENCH, "warm_up_event_to_provider_max_ms", db, max(to_sink_all[:warm_up]), "ms",

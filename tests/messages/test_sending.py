@@ -17,7 +17,7 @@ from regulars.customers.models import EventType
 from regulars.db import Database, session_scope
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
-from regulars.messages import feedback, replies, service, tasks
+from regulars.messages import feedback, replies, sending, service, tasks
 from regulars.messages.models import Category, DeliveryStatus, MessageChannel
 from regulars.messages.schemas import DeliveryRead
 from regulars.messages.sending import SendRequest
@@ -628,3 +628,31 @@ def test_send_many_keys_answer_the_first_delivery_and_keyless_requests_each_make
         again = service.send_many(session, [keyed])
     assert again == [made[1]]
     assert len(deliveries_of(ada)) == 3
+
+
+def test_a_batch_reads_the_whatsapp_window_and_marketing_history_only_if_it_can_use_them(
+    moved: FrozenClock, customer: CustomerFactory, template: TemplateFactory
+) -> None:
+    ada = customer(
+        "ada", phone=PHONE, email="ada@example.com", first_name="Ada", consents={"email": True}
+    )
+    template("receipt", "email", category="transactional")
+    template("news", "email", category="marketing")
+    _whatsapp_template(template)
+    assert delivery(send(ada, template="news")).status == DeliveryStatus.QUEUED
+    _reply(MessageChannel.WHATSAPP, "Is it ready?", "SM" + "3" * 32)
+
+    def gathered(**fields: Any) -> sending.Context:
+        with session_scope(readonly=True) as session:
+            request = SendRequest(customer_id=ada, **fields)
+            return sending.gather(session, [request], now=clock.now())
+
+    receipt = gathered(template="receipt")
+    news = gathered(template="news")
+    marketing_receipt = gathered(template="receipt", category=Category.MARKETING)
+    order_ready = gathered(template="order_ready")  # "auto": the template's one channel
+
+    assert (receipt.recent, receipt.whatsapp_last_inbound) == ({}, {})
+    assert (list(news.recent), news.whatsapp_last_inbound) == ([ada], {})
+    assert list(marketing_receipt.recent) == [ada]
+    assert (order_ready.recent, list(order_ready.whatsapp_last_inbound)) == ({}, [ada])

@@ -9,7 +9,7 @@ The worker (messages/dispatch.py) carries the queued rows to the providers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,13 +155,18 @@ def timeline_event(row: Mapping[str, Any]) -> customers.SystemEvent:
 
 
 def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) -> Context:
+    """Everything `plan` reads, for the channels and categories the batch can end on: a
+    journey's transactional email does not read push subscriptions, WhatsApp windows or
+    recent marketing (each a query, per step of every run)."""
     settings = get_settings()
     customer_ids = sorted({r.customer_id for r in requests})
     found = customers.get_customers(session, customer_ids, identities=False)
+    found_templates = _templates(session, {r.template for r in requests if r.template})
+    channels = _channels_in_play(requests, found_templates)
     caps = policy.parse_caps(settings.frequency_caps)
     longest = max((cap.window for cap in caps), default=timedelta(0))
     recent: dict[str, list[tuple[MessageChannel, datetime]]] = {}
-    if caps:
+    if caps and _may_be_marketing(requests, found_templates):
         for customer_id, channel, at in repository.recent_marketing(
             session, customer_ids, since=now - longest
         ):
@@ -169,15 +174,57 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
     return Context(
         now=now,
         customers=found,
-        templates=_templates(session, {r.template for r in requests if r.template}),
-        suppressions=_suppressions(session, found.values()),
+        templates=found_templates,
+        suppressions=_suppressions(session, found.values(), channels),
         pauses=repository.pauses_of(session, customer_ids),
         recent=recent,
-        push=repository.push_subscriptions_of(session, customer_ids),
-        whatsapp_last_inbound=_whatsapp_last_inbound(session, customer_ids, now=now),
+        push=(
+            repository.push_subscriptions_of(session, customer_ids)
+            if MessageChannel.PUSH in channels
+            else {}
+        ),
+        whatsapp_last_inbound=(
+            _whatsapp_last_inbound(session, customer_ids, now=now)
+            if MessageChannel.WHATSAPP in channels
+            else {}
+        ),
         caps=caps,
         quiet=quiet_hours(),
     )
+
+
+_Templates = dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]
+
+
+def _channels_of(request: SendRequest, found_templates: _Templates) -> list[MessageChannel]:
+    """The channels a request can be planned on: the asked one, or for "auto" its
+    template's (`_available_channels`; with none, the request is refused whatever it reads)."""
+    if request.channel is not None:
+        return [request.channel]
+    if request.content is not None:
+        return []
+    return list(found_templates.get(request.template or "", {}))
+
+
+def _channels_in_play(
+    requests: Sequence[SendRequest], found_templates: _Templates
+) -> set[MessageChannel]:
+    return {channel for r in requests for channel in _channels_of(r, found_templates)}
+
+
+def _may_be_marketing(requests: Sequence[SendRequest], found_templates: _Templates) -> bool:
+    """Could any request be sent as marketing (the only category frequency caps count)?"""
+    for request in requests:
+        if request.category is not None:
+            if request.category == Category.MARKETING:
+                return True
+            continue
+        by_channel = found_templates.get(request.template or "", {})
+        for channel in _channels_of(request, found_templates):
+            template = by_channel.get(channel)
+            if template is not None and template[0].category == Category.MARKETING:
+                return True
+    return False
 
 
 def quiet_hours() -> policy.QuietHours:
@@ -190,10 +237,8 @@ def quiet_hours() -> policy.QuietHours:
     )
 
 
-def _templates(
-    session: Session, keys: Iterable[str]
-) -> dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]:
-    found: dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]] = {}
+def _templates(session: Session, keys: Iterable[str]) -> _Templates:
+    found: _Templates = {}
     for key in keys:
         found[key] = {
             channel: (template, templates.current(session, template))
@@ -203,7 +248,7 @@ def _templates(
 
 
 def _suppressions(
-    session: Session, people: Iterable[CustomerRead]
+    session: Session, people: Iterable[CustomerRead], channels: Collection[MessageChannel]
 ) -> dict[tuple[MessageChannel, str], str]:
     people = list(people)
     found: dict[tuple[MessageChannel, str], str] = {}
@@ -214,7 +259,7 @@ def _suppressions(
         (MessageChannel.SMS, phones),
         (MessageChannel.WHATSAPP, phones),
     ):
-        if addresses:
+        if addresses and channel in channels:
             for address, reason in repository.suppressions_for(session, channel, addresses).items():
                 found[(channel, address)] = reason
     return found
