@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from sqlalchemy import column, select, table, text
+from sqlalchemy import column, select, table, text, union_all
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -187,6 +187,19 @@ def test_reads_together_answer_what_each_read_answers_alone(database: Database) 
 def _unsaved_customer(*, traits: dict[str, Any]) -> Customer:
     at = datetime(2026, 5, 1, tzinfo=UTC)
     return Customer(id="01HZZZZZZZZZZZZZZZZZZZZZZZ", traits=traits, created_at=at, updated_at=at)
+
+
+def test_a_parameter_a_read_uses_twice_is_converted_once(database: Database) -> None:
+    """The union of two selects on the same id list: the list is one parameter (a JSON array
+    on SQLite), which converted once per use would be encoded twice and match nothing."""
+    assert ingest([{"type": "identify", "userId": u, "messageId": u} for u in "ab"]).accepted == 2
+    customers = table_of(Customer)
+    with database.session() as session:
+        by_id = select(customers.c.id).where(one_of_parameter(session, customers.c.id, "ids"))
+        twice = union_all(by_id, by_id)
+        ids = {"ids": [owner_of("a")]}
+        (found,) = read_together(session, [(twice, ids)])
+    assert found == [(owner_of("a"),), (owner_of("a"),)]
 
 
 def test_reads_together_see_what_the_transaction_has_not_flushed_yet(database: Database) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Integer,
+    String,
     Table,
     any_,
     bindparam,
@@ -326,18 +327,26 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+class _JSONList(TypeDecorator[list[str | int]]):
+    """A list of ids (text or integers) sent to SQLite as one JSON array, for `json_each`."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Iterable[str | int] | None, dialect: Dialect) -> str | None:
+        return None if value is None else orjson.dumps(list(value)).decode()
+
+
 def one_of(
     session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any]
 ) -> ColumnElement[bool]:
-    """`column IN values` for a list of ids. On PostgreSQL it is `column = ANY(:values)`, one
-    array parameter: an IN list of 500 ids is 500 bind parameters that SQLAlchemy renders and
-    psycopg parses again for every statement (the text differs with the count, so neither
-    caches it), which cost more than the query itself in the worker's batches. The plans are
-    the same: PostgreSQL turns an IN list into = ANY(ARRAY[...]) itself."""
-    element = column.expression
-    if is_postgres(session):
-        return element == any_(bindparam(None, list(values), type_=ARRAY(element.type)))
-    return element.in_(list(values))
+    """`column IN values` for a list of ids, as one parameter whatever the count. An IN list
+    of 500 ids is 500 bind parameters that SQLAlchemy renders again for every statement and
+    the driver parses again (the text differs with the count, so nothing caches it), which
+    cost more than the query itself in the worker's batches. PostgreSQL: `column =
+    ANY(:values)`, an array. SQLite: `column IN (SELECT value FROM json_each(:values))`, a
+    JSON array; both plan it as the IN list (an index search per value)."""
+    return _one_of(session, column, bindparam(None, list(values)))
 
 
 def one_of_parameter(
@@ -345,10 +354,21 @@ def one_of_parameter(
 ) -> ColumnElement[bool]:
     """`column` is one of the list given at execution as the parameter `name`: what `one_of`
     says, for a statement built once and run many times (see `prepared`)."""
+    return _one_of(session, column, bindparam(name))
+
+
+def _one_of(
+    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], parameter: Any
+) -> ColumnElement[bool]:
     element = column.expression
     if is_postgres(session):
-        return element == any_(bindparam(name, type_=ARRAY(element.type)))
-    return element.in_(bindparam(name, expanding=True))
+        parameter.type = ARRAY(element.type)
+        return element == any_(parameter)
+    if not isinstance(element.type, String | Integer):  # json_each answers JSON's own types
+        raise TypeError(f"one_of on SQLite is for text and integer ids, not {element.type!r}")
+    parameter.type = _JSONList()
+    listed = func.json_each(parameter).table_valued("value")
+    return element.in_(select(listed.c.value))
 
 
 Built = TypeVar("Built")
@@ -395,6 +415,9 @@ class _PipelinePlan:
     compiled: Compiled
     binds: tuple[tuple[str, Processor], ...]
     columns: tuple[Processor | None, ...]
+    # The parameters' names in the order of a positional driver's placeholders (SQLite);
+    # None when the text is rendered per execution (an expanding IN), so it can't be reused.
+    positions: tuple[str, ...] | None = None
 
     def parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(self.compiled.construct_params(dict(given)) or {})
@@ -402,6 +425,10 @@ class _PipelinePlan:
             if values.get(name) is not None:
                 values[name] = process(values[name])
         return values
+
+    def positional(self, given: Mapping[str, Any]) -> list[Any]:
+        values = self.parameters(given)
+        return [values[name] for name in self.positions or ()]
 
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         converting = [(i, p) for i, p in enumerate(self.columns) if p is not None]
@@ -425,16 +452,21 @@ def _plan_for(dialect: Dialect, statement: SelectBase) -> _PipelinePlan:
     if found is not None:
         return found
     compiled = statement.compile(dialect=dialect)
-    binds = tuple(
-        (name, process)
+    processors = {  # once per name: a parameter used in several places is converted once
+        name: process
         for bind, name in compiled.bind_names.items()
         if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    )
+    }
+    binds = tuple(processors.items())
     columns = tuple(
         column.type.dialect_impl(dialect).result_processor(dialect, None)
         for column in statement.selected_columns
     )
-    plan = _PipelinePlan(str(compiled), compiled, binds, columns)
+    sql = str(compiled)
+    positions = None
+    if compiled.positiontup is not None and "POSTCOMPILE" not in sql:
+        positions = tuple(compiled.positiontup)
+    plan = _PipelinePlan(sql, compiled, binds, columns, positions)
     if len(_plans) >= PREPARED_MAX:
         _plans.clear()
     _plans[statement] = plan
@@ -452,8 +484,7 @@ def read_together(
     in-process. Pending ORM changes are flushed first, as an ORM read would."""
     session.flush()
     if not is_postgres(session):
-        results = (session.execute(cast(Executable, s), dict(p)) for s, p in reads)
-        return [[tuple(row) for row in result] for result in results]
+        return _read_one_after_another(session, reads)
     connection = session.connection()
     plans = [_plan_for(connection.dialect, statement) for statement, _ in reads]
     driver = cast(Any, connection.connection.driver_connection)
@@ -471,6 +502,32 @@ def read_together(
         return found
     except dbapi_error as exc:  # the same exception classes as through SQLAlchemy
         raise DBAPIError.instance(plans[0].sql, None, exc, dbapi_error) from exc
+
+
+def _read_one_after_another(
+    session: Session, reads: Sequence[tuple[SelectBase, Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """SQLite: each select's compiled text straight through the driver, converted as the
+    PostgreSQL pipeline converts (SQLAlchemy's execution around a one-customer read cost
+    more than SQLite's work). A statement whose text depends on its values goes through
+    SQLAlchemy."""
+    connection = session.connection()
+    driver = cast(Any, connection.connection.driver_connection)
+    dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    found: list[list[tuple[Any, ...]]] = []
+    for statement, params in reads:
+        plan = _plan_for(connection.dialect, statement)
+        if plan.positions is None:
+            found.append(
+                [tuple(row) for row in session.execute(cast(Executable, statement), dict(params))]
+            )
+            continue
+        try:
+            fetched = driver.execute(plan.sql, plan.positional(params)).fetchall()
+        except dbapi_error as exc:
+            raise DBAPIError.instance(plan.sql, None, exc, dbapi_error) from exc
+        found.append(plan.rows(fetched))
+    return found
 
 
 # --- bulk writes: the hot path of ingestion ---------------------------------------------------
@@ -533,6 +590,13 @@ def bulk_update(
 
 
 Compiler = Callable[[Dialect, tuple[str, ...]], tuple[str, tuple[str, ...]]]
+
+
+def sqlite_total_changes(session: Session) -> int:
+    """SQLite's count of rows this connection has written (a conflict skipped adds none),
+    read from the driver: the count of an executemany INSERT, which cannot return rows."""
+    driver = session.connection().connection.driver_connection
+    return int(cast(Any, driver).total_changes)
 
 
 def _run_compiled(

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, String, and_, bindparam, func, select, text, type_coerce, update
+from sqlalchemy import Row, String, and_, bindparam, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
@@ -21,6 +21,7 @@ from regulars.db import (
     one_of,
     one_of_parameter,
     prepared,
+    sqlite_total_changes,
     table_of,
 )
 from regulars.journeys.definition import Status
@@ -102,17 +103,9 @@ def insert_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
         )
         return len(written)
     session.flush()  # pending ORM writes must not count as this insert's rows
-    before = _total_changes(session)
+    before = sqlite_total_changes(session)
     bulk_write(session, table, rows, shape="runs", finish=finish)
-    return _total_changes(session) - before
-
-
-def _total_changes(session: Session) -> int:
-    """SQLite's count of rows written on this connection (a skipped conflict adds none)."""
-    return int(session.execute(_TOTAL_CHANGES).scalar_one())
-
-
-_TOTAL_CHANGES = text("SELECT total_changes()")
+    return sqlite_total_changes(session) - before
 
 
 def entry_history(
