@@ -38,9 +38,9 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, sessionmaker
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import Compiled
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import SelectBase
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from regulars.config import get_settings
 
@@ -346,7 +346,7 @@ def one_of(
     cost more than the query itself in the worker's batches. PostgreSQL: `column =
     ANY(:values)`, an array. SQLite: `column IN (SELECT value FROM json_each(:values))`, a
     JSON array; both plan it as the IN list (an index search per value)."""
-    return _one_of(session, column, bindparam(None, list(values)))
+    return _one_of(session, column, lambda type_: bindparam(None, list(values), type_=type_))
 
 
 def one_of_parameter(
@@ -354,20 +354,21 @@ def one_of_parameter(
 ) -> ColumnElement[bool]:
     """`column` is one of the list given at execution as the parameter `name`: what `one_of`
     says, for a statement built once and run many times (see `prepared`)."""
-    return _one_of(session, column, bindparam(name))
+    return _one_of(session, column, lambda type_: bindparam(name, type_=type_))
 
 
 def _one_of(
-    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], parameter: Any
+    session: Session,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    parameter: Callable[[TypeEngine[Any]], BindParameter[Any]],
 ) -> ColumnElement[bool]:
+    """The list `parameter(type)` makes, as the dialect takes one: an array or JSON."""
     element = column.expression
     if is_postgres(session):
-        parameter.type = ARRAY(element.type)
-        return element == any_(parameter)
+        return element == any_(parameter(ARRAY(element.type)))
     if not isinstance(element.type, String | Integer):  # json_each answers JSON's own types
         raise TypeError(f"one_of on SQLite is for text and integer ids, not {element.type!r}")
-    parameter.type = _JSONList()
-    listed = func.json_each(parameter).table_valued("value")
+    listed = func.json_each(parameter(_JSONList())).table_valued("value")
     return element.in_(select(listed.c.value))
 
 
@@ -415,9 +416,8 @@ class _PipelinePlan:
     compiled: Compiled
     binds: tuple[tuple[str, Processor], ...]
     columns: tuple[Processor | None, ...]
-    # The parameters' names in the order of a positional driver's placeholders (SQLite);
-    # None when the text is rendered per execution (an expanding IN), so it can't be reused.
-    positions: tuple[str, ...] | None = None
+    # The parameters' names in the order of a positional driver's placeholders (SQLite).
+    positions: tuple[str, ...] = ()
 
     def parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(self.compiled.construct_params(dict(given)) or {})
@@ -428,7 +428,7 @@ class _PipelinePlan:
 
     def positional(self, given: Mapping[str, Any]) -> list[Any]:
         values = self.parameters(given)
-        return [values[name] for name in self.positions or ()]
+        return [values[name] for name in self.positions]
 
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         converting = [(i, p) for i, p in enumerate(self.columns) if p is not None]
@@ -463,10 +463,9 @@ def _plan_for(dialect: Dialect, statement: SelectBase) -> _PipelinePlan:
         for column in statement.selected_columns
     )
     sql = str(compiled)
-    positions = None
-    if compiled.positiontup is not None and "POSTCOMPILE" not in sql:
-        positions = tuple(compiled.positiontup)
-    plan = _PipelinePlan(sql, compiled, binds, columns, positions)
+    if "POSTCOMPILE" in sql:  # an IN list rendered per execution: there is no text to reuse
+        raise ValueError(f"read_together needs its lists as one parameter (db.one_of): {sql}")
+    plan = _PipelinePlan(sql, compiled, binds, columns, tuple(compiled.positiontup or ()))
     if len(_plans) >= PREPARED_MAX:
         _plans.clear()
     _plans[statement] = plan
@@ -476,58 +475,48 @@ def _plan_for(dialect: Dialect, statement: SelectBase) -> _PipelinePlan:
 def read_together(
     session: Session, reads: Sequence[tuple[SelectBase, Mapping[str, Any]]]
 ) -> list[list[tuple[Any, ...]]]:
-    """The rows of several selects (statements built once, see `prepared`), as plain tuples.
+    """The rows of several selects (statements built once, see `prepared`), as plain tuples,
+    each compiled once and sent straight through the driver (SQLAlchemy's execution around a
+    one-customer read cost more than the database's work).
 
     PostgreSQL: sent together in one pipeline, so the reads (and the transaction's BEGIN,
     when they open it) cost one round trip instead of one each; on the live paths the round
     trips were most of the time. SQLite: run one after the other, which costs nothing more
     in-process. Pending ORM changes are flushed first, as an ORM read would."""
     session.flush()
-    if not is_postgres(session):
-        return _read_one_after_another(session, reads)
     connection = session.connection()
     plans = [_plan_for(connection.dialect, statement) for statement, _ in reads]
     driver = cast(Any, connection.connection.driver_connection)
     dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    run = _pipelined if is_postgres(session) else _one_after_another
     try:
-        cursors = []
-        with driver.pipeline():
-            for plan, (_, params) in zip(plans, reads, strict=True):
-                cursor = driver.cursor()
-                cursor.execute(plan.sql, plan.parameters(params))
-                cursors.append(cursor)
-        found = [plan.rows(cursor.fetchall()) for plan, cursor in zip(plans, cursors, strict=True)]
-        for cursor in cursors:
-            cursor.close()
-        return found
+        return run(driver, plans, [params for _, params in reads])
     except dbapi_error as exc:  # the same exception classes as through SQLAlchemy
         raise DBAPIError.instance(plans[0].sql, None, exc, dbapi_error) from exc
 
 
-def _read_one_after_another(
-    session: Session, reads: Sequence[tuple[SelectBase, Mapping[str, Any]]]
+def _pipelined(
+    driver: Any, plans: Sequence[_PipelinePlan], params: Sequence[Mapping[str, Any]]
 ) -> list[list[tuple[Any, ...]]]:
-    """SQLite: each select's compiled text straight through the driver, converted as the
-    PostgreSQL pipeline converts (SQLAlchemy's execution around a one-customer read cost
-    more than SQLite's work). A statement whose text depends on its values goes through
-    SQLAlchemy."""
-    connection = session.connection()
-    driver = cast(Any, connection.connection.driver_connection)
-    dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
-    found: list[list[tuple[Any, ...]]] = []
-    for statement, params in reads:
-        plan = _plan_for(connection.dialect, statement)
-        if plan.positions is None:
-            found.append(
-                [tuple(row) for row in session.execute(cast(Executable, statement), dict(params))]
-            )
-            continue
-        try:
-            fetched = driver.execute(plan.sql, plan.positional(params)).fetchall()
-        except dbapi_error as exc:
-            raise DBAPIError.instance(plan.sql, None, exc, dbapi_error) from exc
-        found.append(plan.rows(fetched))
+    cursors = []
+    with driver.pipeline():
+        for plan, given in zip(plans, params, strict=True):
+            cursor = driver.cursor()
+            cursor.execute(plan.sql, plan.parameters(given))
+            cursors.append(cursor)
+    found = [plan.rows(cursor.fetchall()) for plan, cursor in zip(plans, cursors, strict=True)]
+    for cursor in cursors:
+        cursor.close()
     return found
+
+
+def _one_after_another(
+    driver: Any, plans: Sequence[_PipelinePlan], params: Sequence[Mapping[str, Any]]
+) -> list[list[tuple[Any, ...]]]:
+    return [
+        plan.rows(driver.execute(plan.sql, plan.positional(given)).fetchall())
+        for plan, given in zip(plans, params, strict=True)
+    ]
 
 
 # --- bulk writes: the hot path of ingestion ---------------------------------------------------

@@ -273,8 +273,9 @@ def _forget_on_rollback(session: Session) -> None:
 
 def wake(lane: Lane | None = None) -> None:
     """Ring the bells of `lane`, or of every lane (stopping a worker)."""
+    lanes = list(Lane) if lane is None else [lane]
     with _bells_lock:
-        bells = [b for each in Lane if lane in (None, each) for b in _bells[each]]
+        bells = [bell for each in lanes for bell in _bells[each]]
     for bell in bells:
         bell.set()
 
