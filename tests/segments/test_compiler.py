@@ -31,6 +31,7 @@ from regulars.segments.engine import Event as Ev
 from regulars.segments.engine import Facts, Person
 from regulars.segments.engine import Group as Grp
 from regulars.segments.models import Segment, SegmentMember
+from regulars.segments.repository import load_people
 from regulars.segments.repository.compiler import (
     Context,
     count_and_sample,
@@ -40,7 +41,7 @@ from regulars.segments.repository.compiler import (
     member_ids,
     timezones,
 )
-from regulars.segments.rules import RollingEdge, parse_rule
+from regulars.segments.rules import EventRead, RollingEdge, parse_rule
 
 NOW = datetime(2024, 3, 10, 10, 30, tzinfo=UTC)
 KIRITIMATI = "Pacific/Kiritimati"  # UTC+14: at NOW it is already 2024-03-11 00:30 there
@@ -1006,3 +1007,31 @@ def test_edge_crossers_find_stored_times_passing_the_edge(database: Database) ->
         assert edge_crossers(session, edge, since=since, until=until) == {"profile"}
         with pytest.raises(ValueError, match="rolling edge"):
             edge_crossers(session, RollingEdge("fact", "email", hour), since=since, until=until)
+
+
+def test_live_loading_reads_only_the_history_and_properties_the_rules_read(
+    database: Database,
+) -> None:
+    """A month-long window loads a month of that name (from its very edge), without
+    properties unless a rule reads them; a name read without window loads all of it."""
+    month = timedelta(days=30)
+    shoes = {"category": "shoes"}
+    events = [
+        Ev("Viewed", NOW - month - timedelta(microseconds=1), shoes),
+        Ev("Viewed", NOW - month, shoes),
+        Ev("Viewed", NOW - timedelta(days=1), shoes),
+        Ev("Ordered", NOW - timedelta(days=400), {"revenue": 5}),
+    ]
+    load([person("ann", events=events)])
+    reads = {
+        "Viewed": EventRead(month, properties=False),
+        "Ordered": EventRead(None, properties=True),
+    }
+    with session_scope(readonly=True) as session:
+        (ann,) = load_people(session, ["ann"], event_reads=reads, now=NOW, segment_ids={})
+    loaded = sorted((e.name, e.timestamp, e.properties) for e in ann.events)
+    assert loaded == [
+        ("Ordered", NOW - timedelta(days=400), {"revenue": 5}),
+        ("Viewed", NOW - month, {}),
+        ("Viewed", NOW - timedelta(days=1), {}),
+    ]

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from regulars.segments.rules import (
+    EventRead,
     RollingEdge,
     RuleInvalid,
     TimeDependence,
     dependencies,
     dump_rule,
+    event_reads,
     parse_rule,
 )
 from regulars.segments.words import describe
@@ -124,6 +126,57 @@ def test_an_absence_depends_on_the_event_that_ends_the_wait_too() -> None:
         }
     )
     assert dependencies(rule).event_names == {"Checkout Started", "Order Completed"}
+
+
+def test_a_rule_reads_each_event_name_as_far_back_as_its_widest_window_needs() -> None:
+    rule = parse_rule(
+        {
+            "type": "and",
+            "rules": [
+                {"type": "event", "name": "Order Completed", "window": LAST_90_DAYS},
+                {"type": "event", "name": "Order Completed", "value": 2,
+                 "window": {"last": {"amount": 2, "unit": "weeks"}}},
+                {"type": "not", "rule": {"type": "event", "name": "Product Viewed",
+                 "where": [{"property": "category", "op": "equals", "value": "shoes"}],
+                 "window": {"last": {"amount": 30, "unit": "days"}}}},
+                {"type": "event", "name": "Order Refunded", "aggregate": "sum",
+                 "property": "revenue", "value": 10},
+                {"type": "event", "name": "Page Viewed",
+                 "window": {"since": "2026-01-01"}},
+                {"type": "event_time", "name": "Cart Viewed", "occurrence": "last",
+                 "op": "within_last", "value": {"amount": 1, "unit": "days"}},
+            ],
+        }
+    )  # fmt: skip
+    assert event_reads(rule) == {
+        "Order Completed": EventRead(timedelta(days=90), properties=False),
+        "Product Viewed": EventRead(timedelta(days=30), properties=True),
+        "Order Refunded": EventRead(None, properties=True),  # ever, and the sum reads revenue
+        "Page Viewed": EventRead(None, properties=False),  # a fixed date: all of it
+        "Cart Viewed": EventRead(None, properties=False),  # the last one, however old
+    }
+
+
+def test_an_absence_and_a_funnel_read_their_later_events_within_the_first_ones_window() -> None:
+    week = {"last": {"amount": 7, "unit": "days"}}
+    absence = {
+        "type": "absence",
+        "name": "Checkout Started",
+        "window": week,
+        "then_not": {"name": "Order Completed"},
+        "within": {"amount": 1, "unit": "hours"},
+    }
+    funnel = {"type": "funnel", "window": week, "steps": [
+        {"name": "Product Viewed"}, {"name": "Product Added", "where": [
+            {"property": "sku", "op": "exists"}]}]}  # fmt: skip
+    rule = parse_rule({"type": "or", "rules": [absence, funnel]})
+    seven_days = timedelta(days=7)
+    assert event_reads(rule) == {
+        "Checkout Started": EventRead(seven_days, properties=False),
+        "Order Completed": EventRead(seven_days, properties=False),
+        "Product Viewed": EventRead(seven_days, properties=False),
+        "Product Added": EventRead(seven_days, properties=True),
+    }
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from regulars.kit.ids import new_id
 from regulars.segments import engine, repository
 from regulars.segments.models import Segment
 from regulars.segments.repository import compiler
-from regulars.segments.rules import Rule, dependencies, parse_rule
+from regulars.segments.rules import EventRead, Rule, dependencies, event_reads, parse_rule
 from regulars.segments.schemas import ComputeResult
 
 TargetT = TypeVar("TargetT", "Segment", "Target")
@@ -41,13 +41,16 @@ class Target:
     name: str
     rule: Rule
     refers: frozenset[str]  # keys of the segments its rule reads
-    event_names: frozenset[str]  # names of the events its rule reads
+    event_reads: tuple[tuple[str, EventRead], ...]  # the events its rule reads, by name
 
     @classmethod
     def of(cls, segment: Segment) -> Target:
-        rule = parse_rule(segment.rule)
-        deps = dependencies(rule)
-        return cls(segment.id, segment.key, segment.name, rule, deps.segments, deps.event_names)
+        return cls.of_rule(segment.id, segment.key, segment.name, parse_rule(segment.rule))
+
+    @classmethod
+    def of_rule(cls, id: str, key: str, name: str, rule: Rule) -> Target:
+        reads = tuple(sorted(event_reads(rule).items()))
+        return cls(id, key, name, rule, dependencies(rule).segments, reads)
 
 
 def context(
@@ -154,9 +157,8 @@ def holds_for(
     session: Session, rule: Rule, candidates: Sequence[str], *, now: datetime
 ) -> set[str]:
     """Which candidates an unsaved rule holds for (a journey's branch condition)."""
-    deps = dependencies(rule)
-    target = Target("condition", "", "", rule, deps.segments, deps.event_names)
-    segment_ids = repository.key_ids(session) if deps.segments else {}
+    target = Target.of_rule("condition", "", "", rule)
+    segment_ids = repository.key_ids(session) if target.refers else {}
     ordered = sorted(set(candidates))
     found, _ = _evaluate(
         session,
@@ -198,7 +200,8 @@ def _evaluate(
     people = repository.load_people(
         session,
         candidates,
-        event_names=frozenset().union(*(t.event_names for t in targets)),
+        event_reads=_joined_reads(targets),
+        now=now,
         segment_ids=wanted,
         expect_version=expect_version,
     )
@@ -208,6 +211,14 @@ def _evaluate(
     }
     current = {(t.id, p.id) for t in targets if memberships for p in people if t.key in p.segments}
     return holds, current
+
+
+def _joined_reads(targets: Sequence[Target]) -> dict[str, EventRead]:
+    joined: dict[str, EventRead] = {}
+    for target in targets:
+        for name, read in target.event_reads:
+            joined[name] = read if name not in joined else joined[name].joined(read)
+    return joined
 
 
 def levels(segments: Sequence[TargetT]) -> list[list[TargetT]]:

@@ -682,3 +682,59 @@ def _event_edges(
     if isinstance(node, AbsenceCondition):
         edges.append(RollingEdge("event", node.name, node.within.delta()))
     return False
+
+
+# --- how much event history a rule reads ---
+
+
+@dataclass(frozen=True)
+class EventRead:
+    """How much of one event name's history a rule reads: the events since `lookback`
+    before now (None: all of them), and their properties or only their times."""
+
+    lookback: timedelta | None
+    properties: bool
+
+    def joined(self, other: EventRead) -> EventRead:
+        """What two readers of the same name read together."""
+        lookback = None
+        if self.lookback is not None and other.lookback is not None:
+            lookback = max(self.lookback, other.lookback)
+        return EventRead(lookback, self.properties or other.properties)
+
+
+def event_reads(rule: Rule) -> dict[str, EventRead]:
+    """Per event name, the history the rule can read. Live re-evaluation loads only that:
+    "no product view in the last 30 days" needs a month of product views, not years.
+
+    A rolling window bounds its condition's events (and an absence's or funnel's later
+    events, which come after the window's first one). First or last occurrence, windows of
+    fixed dates and no window read all of a name's history."""
+    reads: dict[str, EventRead] = {}
+    for node in walk(rule):
+        for name, read in _node_reads(node):
+            reads[name] = read if name not in reads else reads[name].joined(read)
+    return reads
+
+
+def _node_reads(node: Rule) -> list[tuple[str, EventRead]]:
+    if isinstance(node, EventCondition):
+        lookback = _window_lookback(node.window)
+        properties = bool(node.where) or node.aggregate is not Aggregate.COUNT
+        return [(node.name, EventRead(lookback, properties))]
+    if isinstance(node, EventTimeCondition):
+        return [(node.name, EventRead(None, bool(node.where)))]
+    if isinstance(node, AbsenceCondition):
+        lookback = _window_lookback(node.window)
+        return [
+            (node.name, EventRead(lookback, bool(node.where))),
+            (node.then_not.name, EventRead(lookback, bool(node.then_not.where))),
+        ]
+    if isinstance(node, FunnelCondition):
+        lookback = _window_lookback(node.window)
+        return [(step.name, EventRead(lookback, bool(step.where))) for step in node.steps]
+    return []
+
+
+def _window_lookback(window: Window | None) -> timedelta | None:
+    return window.last.delta() if window is not None and window.last is not None else None

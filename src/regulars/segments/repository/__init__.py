@@ -6,6 +6,7 @@ The rule compiler (rule tree to SQL) lives beside it in `compiler.py`.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     delete,
     func,
     insert,
@@ -57,7 +59,7 @@ from regulars.segments.models import (
     SegmentMember,
     SegmentMembershipSpan,
 )
-from regulars.segments.rules import PROFILE_TEXT_FIELDS, PROFILE_TIME_FIELDS
+from regulars.segments.rules import PROFILE_TEXT_FIELDS, PROFILE_TIME_FIELDS, EventRead
 
 # --- definitions ---
 
@@ -394,12 +396,14 @@ def load_people(
     session: Session,
     customer_ids: Sequence[str],
     *,
-    event_names: Collection[str],
+    event_reads: Mapping[str, EventRead],
+    now: datetime,
     segment_ids: Mapping[str, str],
     expect_version: Version | None = None,
 ) -> list[engine.Person]:
     """The customers with everything a rule can read: profile, facts, consents, groups,
-    memberships of the given segments (key -> id) and their events of the given names.
+    memberships of the given segments (key -> id) and their events of the given names, as
+    far back as `event_reads` says (before `now`), properties only where a rule reads them.
     Read as plain rows (no ORM objects) by statements built once per shape, in one round
     trip on PostgreSQL: this is the hot path of live re-evaluation, where one customer's
     rows take SQLite a tenth of what building the statements took.
@@ -408,16 +412,20 @@ def load_people(
     SegmentsChanged raised when it is another: the caller's rules may be stale."""
     people: dict[str, engine.Person] = {}
     keys = {segment_id: key for key, segment_id in segment_ids.items()}
-    names = tuple(sorted(event_names))
+    event_shape = _EventShape.of(event_reads)
     profiles = prepared(session, ("segments.people",), lambda: _people_query(session))
     relations = prepared(
         session,
-        ("segments.relations", names, tuple(sorted(keys))),
-        lambda: _relations_query(session, names, sorted(keys)),
+        ("segments.relations", event_shape, tuple(sorted(keys))),
+        lambda: _relations_query(session, event_shape, sorted(keys)),
     )
+    since = event_shape.since(now)
     for chunk in chunks(list(customer_ids)):
         ids = {"ids": list(chunk)}
-        reads: list[tuple[Any, Mapping[str, Any]]] = [(profiles, ids), (relations, ids)]
+        reads: list[tuple[Any, Mapping[str, Any]]] = [
+            (profiles, ids),
+            (relations, ids | since),
+        ]
         if expect_version is not None:
             reads.append((_VERSION, {}))
         found_profiles, found_relations, *found_version = read_together(session, reads)
@@ -460,8 +468,31 @@ def _person(row: tuple[Any, ...]) -> engine.Person:
     return person
 
 
+@dataclass(frozen=True)
+class _EventShape:
+    """The event reads of a load grouped by what is read alike: one select per group of
+    names, those with a lookback bounded by the parameter `since_<n>`."""
+
+    groups: tuple[tuple[tuple[str, ...], EventRead], ...]
+
+    @classmethod
+    def of(cls, reads: Mapping[str, EventRead]) -> _EventShape:
+        by_read: dict[EventRead, list[str]] = {}
+        for name, read in reads.items():
+            by_read.setdefault(read, []).append(name)
+        groups = sorted((tuple(sorted(names)), read) for read, names in by_read.items())
+        return cls(tuple(groups))
+
+    def since(self, now: datetime) -> dict[str, datetime]:
+        return {
+            f"since_{n}": now - read.lookback
+            for n, (_, read) in enumerate(self.groups)
+            if read.lookback is not None
+        }
+
+
 def _relations_query(
-    session: Session, event_names: Sequence[str], segment_ids: Sequence[str]
+    session: Session, event_shape: _EventShape, segment_ids: Sequence[str]
 ) -> CompoundSelect[Any]:
     """Events (of these names), consents, groups and memberships (of these segments) of the
     customers in the parameter `ids`, in one statement (one round trip on PostgreSQL instead
@@ -492,7 +523,16 @@ def _relations_query(
         .join(groups, groups.c.id == group_members.c.group_id)
         .where(one_of_parameter(session, group_members.c.customer_id, "ids")),
     ]
-    if event_names:  # first: its typed columns give the union's types
+    for n, (names, read) in reversed(list(enumerate(event_shape.groups))):
+        # first: their typed columns give the union's types
+        conditions = [
+            one_of(session, events.c.name, names),
+            one_of_parameter(session, events.c.customer_id, "ids"),
+        ]
+        if read.lookback is not None:
+            conditions.append(events.c.timestamp >= bindparam(f"since_{n}", type_=UTCDateTime()))
+        # A typed NULL: PostgreSQL takes two untyped NULLs in a row of the union for text.
+        properties = events.c.properties if read.properties else cast(null(), JSONType)
         parts.insert(
             0,
             select(
@@ -502,11 +542,8 @@ def _relations_query(
                 null(),
                 null(),
                 events.c.timestamp,
-                events.c.properties,
-            ).where(
-                one_of(session, events.c.name, event_names),
-                one_of_parameter(session, events.c.customer_id, "ids"),
-            ),
+                properties,
+            ).where(*conditions),
         )
     if segment_ids:
         parts.append(
@@ -535,7 +572,7 @@ def _add_relation(
     if person is None:
         return
     if kind == "event":
-        person.events.append(engine.Event(a, at, document))
+        person.events.append(engine.Event(a, at, {} if document is None else document))
     elif kind == "consent":
         person.consents[(a, b)] = c
     elif kind == "group":
