@@ -4,7 +4,7 @@ handful of statements, whatever its size."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -82,11 +82,15 @@ def get_many(session: Session, customer_ids: Collection[str]) -> dict[str, Custo
 
 
 def time_zones(session: Session, customer_ids: Collection[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for chunk in chunks(sorted(customer_ids)):
-        query = select(Customer.id, Customer.timezone).where(one_of(session, Customer.id, chunk))
-        found.update({row[0]: row[1] for row in session.execute(query)})
-    return found
+    customers = table_of(Customer)
+
+    def build() -> Select[Any]:
+        return select(customers.c.id, customers.c.timezone).where(
+            one_of_parameter(session, customers.c.id, "ids")
+        )
+
+    rows = _rows_of(session, "time_zones", build, customer_ids)
+    return {str(id_): zone for id_, zone in (tuple(row) for row in rows)}
 
 
 def survivor_of(session: Session, merged_id: str) -> str | None:
@@ -471,31 +475,46 @@ def facts_rows(session: Session, customer_ids: Collection[str]) -> dict[str, Row
 def event_count_rows(session: Session, customer_ids: Collection[str]) -> list[tuple[str, str, int]]:
     """(customer_id, event_name, count), by customer then event name."""
     table = table_of(CustomerEventCount)
-    query = select(table.c.customer_id, table.c.event_name, table.c["count"]).order_by(
-        table.c.customer_id, table.c.event_name
-    )
-    rows = _rows_of(session, query, table.c.customer_id, customer_ids)
+
+    def build() -> Select[Any]:
+        return (
+            select(table.c.customer_id, table.c.event_name, table.c["count"])
+            .where(one_of_parameter(session, table.c.customer_id, "ids"))
+            .order_by(table.c.customer_id, table.c.event_name)
+        )
+
+    rows = _rows_of(session, "event_counts", build, customer_ids)
     return [(str(c), str(name), int(n)) for c, name, n in map(tuple, rows)]
 
 
 def consent_rows(session: Session, customer_ids: Collection[str]) -> list[Row[Any]]:
     table = table_of(Consent)
-    return _rows_of(session, select(table), table.c.customer_id, customer_ids)
+
+    def build() -> Select[Any]:
+        return select(table).where(one_of_parameter(session, table.c.customer_id, "ids"))
+
+    return _rows_of(session, "consents", build, customer_ids)
 
 
 def _rows_by_customer(
     session: Session, table: Table, key: str, customer_ids: Collection[str]
 ) -> dict[str, Row[Any]]:
-    rows = _rows_of(session, select(table), table.c[key], customer_ids)
+    def build() -> Select[Any]:
+        return select(table).where(one_of_parameter(session, table.c[key], "ids"))
+
+    rows = _rows_of(session, table.name, build, customer_ids)
     return {row._mapping[key]: row for row in rows}
 
 
 def _rows_of(
-    session: Session, query: Select[Any], column: Any, customer_ids: Collection[str]
+    session: Session, shape: str, build: Callable[[], Select[Any]], customer_ids: Collection[str]
 ) -> list[Row[Any]]:
+    """The rows `build` selects for the customers in its parameter `ids`, a chunk at a time;
+    the statement is built once per `shape` (the messages worker reads these every batch)."""
+    query = prepared(session, ("customers.rows_of", shape), build)
     found: list[Row[Any]] = []
     for chunk in chunks(sorted(customer_ids)):
-        found.extend(session.execute(query.where(one_of(session, column, chunk))))
+        found.extend(session.execute(query, {"ids": list(chunk)}))
     return found
 
 
