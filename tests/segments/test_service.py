@@ -18,6 +18,7 @@ from regulars.errors import Conflict, ValidationFailed
 from regulars.kit import clock
 from regulars.kit.clock import FrozenClock
 from regulars.segments import membership, repository, service
+from regulars.segments import tasks as segment_tasks
 from regulars.segments.models import (
     Segment,
     SegmentCount,
@@ -317,6 +318,34 @@ def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
         ).all()
     # The trend line: 1 member on the day it was computed, 0 on the day the sweep saw it go.
     assert sorted((day, n) for day, n in days) == [("2026-05-04", 1), ("2026-05-11", 0)]
+
+
+def test_the_workers_sweep_plans_by_reading_then_writes_each_segment_on_its_own(
+    moved_clock: FrozenClock,
+) -> None:
+    ada = identify("ada", at=T0)
+    track("ada", "Order Completed", at=T0, message_id="o1")
+    save("recent_buyers", RECENT_BUYERS)
+    save("recent_orders", RECENT_BUYERS)
+    moved_clock.set(T0 + timedelta(days=7, minutes=1))
+
+    with session_scope(readonly=True) as session:
+        plan = service.plan_sweep(session, now=clock.now())
+    planned = {(step.segment_key, step.compute, step.crossers) for step in plan.steps}
+    crossed = frozenset({ada})
+    assert planned == {("recent_buyers", False, crossed), ("recent_orders", False, crossed)}
+    assert members("recent_buyers") == {ada}  # planning wrote nothing
+
+    # A segment deleted between the plan and its step is left alone.
+    with session_scope() as session:
+        service.delete(session, "recent_orders")
+        (orders_step,) = [s for s in plan.steps if s.segment_key == "recent_orders"]
+        assert service.run_sweep_step(session, orders_step, now=clock.now()) == 0
+
+    segment_tasks.sweep({})
+    assert members("recent_buyers") == set()
+    with session_scope(readonly=True) as session:
+        assert service.plan_sweep(session, now=clock.now()).steps == ()  # swept up to now
 
 
 def test_an_abandoned_checkout_counts_only_once_the_hour_is_up(moved_clock: FrozenClock) -> None:

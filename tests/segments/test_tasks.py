@@ -48,7 +48,7 @@ def recency_segment(key: str, *, at_least: int) -> None:
 def test_jobs_are_registered_with_their_schedules(database: Database) -> None:
     assert "regulars.segments.tasks" in jobs.discover("regulars.segments")
     tasks = importlib.import_module("regulars.segments.tasks")
-    assert jobs.registry.handler("segments.sweep") is tasks.sweep
+    assert jobs.registry.steps_handler("segments.sweep") is tasks.sweep
     assert jobs.registry.handler("segments.compute") is tasks.compute
     every = {s.kind: s.every for s in jobs.registry.schedules}
     assert every["segments.sweep"] == timedelta(minutes=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from sqlalchemy.orm import Session
 
@@ -161,59 +161,103 @@ def on_customer_removed(session: Session, customer_id: str, survivor_id: str | N
 # --- the sweep ---
 
 
+@dataclass(frozen=True)
+class SweepStep:
+    """One segment's share of a sweep: a full compute (a local date changed under one of its
+    calendar conditions), or the customers whose stored time crossed a rolling window's edge."""
+
+    segment_key: str
+    compute: bool = False
+    crossers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    now: datetime
+    steps: tuple[SweepStep, ...]
+    segment_ids: tuple[str, ...]  # every segment: swept up to `now` once the steps are done
+
+
 def sweep(session: Session, *, now: datetime | None = None) -> dict[str, int]:
     """Flip what time alone changed since the last sweep; answer changes per segment key.
+    Here in one transaction (the CLI, the simulation); the worker runs the same steps each
+    in a transaction of its own (segments.tasks.sweep)."""
+    now = now or clock.now()
+    changed = install_builtins(session, now=now)
+    plan = plan_sweep(session, now=now)
+    for step in plan.steps:
+        moved = run_sweep_step(session, step, now=now)
+        if moved:
+            changed[step.segment_key] = changed.get(step.segment_key, 0) + moved
+    finish_sweep(session, plan)
+    return changed
+
+
+def install_builtins(session: Session, *, now: datetime) -> dict[str, int]:
+    """Create or update the built-in segments and compute those that changed: entered per
+    key (usually nothing, and nothing written)."""
+    return {
+        segment.key: membership.compute(session, segment, now=now).entered
+        for segment in definitions.ensure_builtins(session, now=now)
+    }
+
+
+def plan_sweep(session: Session, *, now: datetime) -> SweepPlan:
+    """What time alone changed since the last sweep, found by reads only.
 
     Rolling windows ("in the last 30 days", "no order in 60 days", an absence's wait): the
-    customers whose stored time plus the window crossed now since the last sweep are found
-    through the indexes and re-evaluated. Calendar conditions (trait dates, local date
-    ranges): a full compute whenever a local date changed in some customer's zone."""
-    now = now or clock.now()
-    changed: dict[str, int] = {}
-    for segment in definitions.ensure_builtins(session, now=now):
-        changed[segment.key] = membership.compute(session, segment, now=now).entered
+    customers whose stored time plus the window crossed now since the last sweep, found
+    through the indexes. Calendar conditions (trait dates, local date ranges): a full compute
+    whenever a local date changed in some customer's zone."""
     segment_index = index(session)
     deps_by_id = {e.target.id: e.deps for e in segment_index.entries}
     segments = repository.all_segments(session)
+    zones: list[tzinfo] | None = None  # read once, and only when a calendar rule asks
+    steps: list[SweepStep] = []
     for segment in segments:
         deps = deps_by_id[segment.id]
         since = segment.swept_at or segment.computed_at
         if deps.time is TimeDependence.NONE or since is None or since >= now:
             continue
-        count = _sweep_one(session, segment, deps, since=since, now=now, idx=segment_index)
-        if count:
-            changed[segment.key] = changed.get(segment.key, 0) + count
-    repository.set_swept(session, [s.id for s in segments], now)
-    return changed
+        if deps.time is TimeDependence.CALENDAR:
+            if zones is None:
+                zones = [zone_or_utc(zone) for zone in compiler.timezones(session)]
+            if _local_date_changed(since, now, zones):
+                steps.append(SweepStep(segment.key, compute=True))
+                continue
+        crossers: set[str] = set()
+        for edge in deps.rolling:
+            crossers |= compiler.edge_crossers(session, edge, since=since, until=now)
+        if crossers:
+            steps.append(SweepStep(segment.key, crossers=frozenset(crossers)))
+    return SweepPlan(now, tuple(steps), tuple(segment.id for segment in segments))
 
 
-def _sweep_one(
-    session: Session,
-    segment: Segment,
-    deps: Dependencies,
-    *,
-    since: datetime,
-    now: datetime,
-    idx: SegmentIndex,
-) -> int:
-    if deps.time is TimeDependence.CALENDAR and _local_date_changed(session, since, now):
+def run_sweep_step(session: Session, step: SweepStep, *, now: datetime) -> int:
+    """Flip one segment's share of the sweep (and the segments built on it); answer how many
+    memberships moved. The customers are evaluated on what is stored when the step runs, so
+    a change since the plan was read is not undone."""
+    segment = repository.get_by_key(session, step.segment_key)
+    if segment is None:  # deleted since the plan was read
+        return 0
+    if step.compute:
         result = membership.compute(session, segment, now=now)
         return result.entered + result.exited
-    crossers: set[str] = set()
-    for edge in deps.rolling:
-        crossers |= compiler.edge_crossers(session, edge, since=since, until=now)
-    if not crossers:
-        return 0
+    idx = index(session)
     targets = idx.targets(idx.with_dependents({segment.key}))
-    diffs = membership.reevaluate(session, targets, crossers, now=now, segment_ids=idx.segment_ids)
+    diffs = membership.reevaluate(
+        session, targets, step.crossers, now=now, segment_ids=idx.segment_ids
+    )
     return sum(len(d.entered) + len(d.exited) for d in diffs.values())
 
 
-def _local_date_changed(session: Session, since: datetime, now: datetime) -> bool:
-    """Did midnight pass in any customer's zone between the two moments?"""
+def finish_sweep(session: Session, plan: SweepPlan) -> None:
+    """Every segment swept up to the plan's moment (the next sweep starts there)."""
+    repository.set_swept(session, plan.segment_ids, plan.now)
+
+
+def _local_date_changed(since: datetime, now: datetime, zones: list[tzinfo]) -> bool:
+    """Did midnight pass in any of the customers' zones between the two moments?"""
     if now - since >= timedelta(days=1):
         return True
-    for zone in map(zone_or_utc, compiler.timezones(session)):
-        if since.astimezone(zone).date() != now.astimezone(zone).date():
-            return True
-    return False
+    return any(since.astimezone(zone).date() != now.astimezone(zone).date() for zone in zones)

@@ -29,7 +29,13 @@ from regulars.segments.definitions import (
     segment_read,
     validated_rule,
 )
-from regulars.segments.live import sweep
+from regulars.segments.live import (
+    finish_sweep,
+    install_builtins,
+    plan_sweep,
+    run_sweep_step,
+    sweep,
+)
 from regulars.segments.repository import compiler
 from regulars.segments.rules import (
     EventCondition,
@@ -72,12 +78,15 @@ __all__ = [
     "exists",
     "explain",
     "find",
+    "finish_sweep",
     "history_of",
+    "install_builtins",
     "list_page",
     "matching_ids",
     "members",
     "memberships_of",
     "outline",
+    "plan_sweep",
     "preview",
     "preview_draft",
     "queue_compute",
@@ -85,6 +94,7 @@ __all__ = [
     "refresh_rfm",
     "require",
     "rfm_readers",
+    "run_sweep_step",
     "segment_read",
     "sweep",
     "trends",

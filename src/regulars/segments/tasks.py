@@ -20,10 +20,27 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY = timedelta(minutes=1)
 
 
-@jobs.recurring("segments.sweep", every=SWEEP_EVERY)
-def sweep(session: Session, payload: Mapping[str, object]) -> None:
-    """Once a minute: flip memberships that time alone changed; install built-in segments."""
-    changed = service.sweep(session)
+@jobs.recurring_in_steps("segments.sweep", every=SWEEP_EVERY)
+def sweep(payload: Mapping[str, object]) -> None:
+    """Once a minute: install the built-in segments, flip memberships that time alone changed.
+
+    In steps, each its own transaction: the built-ins (a write only when one changed), the
+    plan (what crossed a window's edge: reads only), each segment's flips, the sweep's
+    moment. As one transaction it held SQLite's write lock through its reads, and the tracked
+    events of that moment waited. Stopped between steps, the next sweep redoes the plan from
+    the last finished sweep: re-evaluating a customer twice changes nothing."""
+    now = clock.now()
+    with session_scope() as session:
+        changed = service.install_builtins(session, now=now)
+    with session_scope(readonly=True) as session:
+        plan = service.plan_sweep(session, now=now)
+    for step in plan.steps:
+        with session_scope() as session:
+            moved = service.run_sweep_step(session, step, now=now)
+        if moved:
+            changed[step.segment_key] = changed.get(step.segment_key, 0) + moved
+    with session_scope() as session:
+        service.finish_sweep(session, plan)
     if changed:
         log.info("segment sweep changed %s", changed)
 
