@@ -24,7 +24,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    any_,
     bindparam,
     create_engine,
     event,
@@ -368,20 +367,21 @@ def _one_of(
     """The list `parameter(type)` makes, as the dialect takes one: an array or JSON."""
     element = column.expression
     if is_postgres(session):
-        return element == any_(parameter(ARRAY(element.type)))
+        return _OneOf(element, parameter(_array_of(element.type)))
     if not isinstance(element.type, String | Integer):  # json_each answers JSON's own types
         raise TypeError(f"one_of on SQLite is for text and integer ids, not {element.type!r}")
-    return _InJSONArray(element, parameter(_JSONList()))
+    return _OneOf(element, parameter(_JSONList()))
 
 
-class _InJSONArray(ColumnElement[bool]):
-    """SQLite's `column IN (SELECT value FROM json_each(:list))`, as one small element.
-    Built from `func.json_each(...).table_valued(...)` it was some forty objects in reference
-    cycles per call (a table-valued alias, its column collections), made on every
-    statement of the workers' hot paths and left for the cyclic collector, whose young
-    passes then paused the process for 20 to 60 ms."""
+class _OneOf(ColumnElement[bool]):
+    """`column` is one of the list in `parameter`, as one small element with a compile rule
+    per dialect. Built from SQLAlchemy's own constructs (`column == any_(...)`, a
+    table-valued `json_each`) it left objects in reference cycles on every call (a bound
+    parameter and its comparator, an alias and its column collections: eight on PostgreSQL,
+    some forty on SQLite), made on every statement of the workers' hot paths; the cyclic
+    collector's passes over that litter paused the process for 20 to 60 ms."""
 
-    __visit_name__ = "in_json_array"
+    __visit_name__ = "one_of"
     inherit_cache = False  # the cache key comes from _traverse_internals below
     _traverse_internals = [
         ("column", InternalTraversal.dp_clauseelement),
@@ -395,11 +395,34 @@ class _InJSONArray(ColumnElement[bool]):
         self.parameter = parameter
 
 
-@compiles(_InJSONArray, "sqlite")
-def _render_in_json_array(element: _InJSONArray, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    listed = compiler.process(element.parameter, **kw)
+@compiles(_OneOf, "sqlite")
+def _one_of_on_sqlite(element: _OneOf, compiler: Any, **kw: Any) -> str:
+    column, listed = (
+        compiler.process(element.column, **kw),
+        compiler.process(element.parameter, **kw),
+    )
     return f"({column} IN (SELECT value FROM json_each({listed})))"  # grouped: safe under NOT
+
+
+@compiles(_OneOf, "postgresql")
+def _one_of_on_postgresql(element: _OneOf, compiler: Any, **kw: Any) -> str:
+    column, listed = (
+        compiler.process(element.column, **kw),
+        compiler.process(element.parameter, **kw),
+    )
+    return f"({column} = ANY ({listed}))"
+
+
+_arrays: dict[tuple[type, str], ARRAY[Any]] = {}
+
+
+def _array_of(item: TypeEngine[Any]) -> ARRAY[Any]:
+    """One ARRAY type per item type: a new one per call is more reference cycles."""
+    key = (type(item), repr(item))
+    found = _arrays.get(key)
+    if found is None:
+        found = _arrays[key] = ARRAY(item)
+    return found
 
 
 Built = TypeVar("Built")
