@@ -170,13 +170,17 @@ def any_due(session: Session, *, now: datetime) -> bool:
     return finds_any(session, ("journeys.any_due",), _any_due_query, {"now": now})
 
 
+# Core tables for the worker's statements: built once, they skip the ORM's per-execution work.
+_RUNS, _JOURNEYS = table_of(JourneyRun), table_of(Journey)
+
+
 def _any_due_query() -> Select[Any]:
-    return select(JourneyRun.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
+    return select(_RUNS.c.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
 
 
 def _due(now: Any) -> ColumnElement[bool]:
-    paused = select(Journey.id).where(Journey.status == Status.PAUSED)
-    return and_(JourneyRun.due_at <= now, JourneyRun.journey_id.not_in(paused))
+    paused = select(_JOURNEYS.c.id).where(_JOURNEYS.c.status == Status.PAUSED)
+    return and_(_RUNS.c.due_at <= now, _RUNS.c.journey_id.not_in(paused))
 
 
 def claim_due(
@@ -184,12 +188,27 @@ def claim_due(
 ) -> list[Row[Any]]:
     """Due runs of journeys that are not paused, locked for this transaction (PostgreSQL:
     FOR UPDATE SKIP LOCKED, so workers share the queue; SQLite: one writer at a time)."""
-    query = select(*RUN_COLUMNS).where(_due(now)).order_by(JourneyRun.due_at).limit(limit)
+    by_id = run_ids is not None
+    query = prepared(session, ("journeys.claim_due", by_id), lambda: _claim_query(session, by_id))
+    params: dict[str, Any] = {"now": now, "limit": limit}
     if run_ids is not None:
-        query = query.where(one_of(session, JourneyRun.id, run_ids))
+        params["run_ids"] = list(run_ids)
+    return list(session.execute(query, params))
+
+
+def _claim_query(session: Session, by_id: bool) -> Select[Any]:
+    columns = (_RUNS.c[attribute.key] for attribute in RUN_COLUMNS)
+    query = (
+        select(*columns)
+        .where(_due(bindparam("now", type_=UTCDateTime())))
+        .order_by(_RUNS.c.due_at)
+        .limit(bindparam("limit"))
+    )
+    if by_id:
+        query = query.where(one_of_parameter(session, _RUNS.c.id, "run_ids"))
     if is_postgres(session):
-        query = query.with_for_update(skip_locked=True, of=table_of(JourneyRun))
-    return list(session.execute(query))
+        query = query.with_for_update(skip_locked=True, of=_RUNS)
+    return query
 
 
 def save_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -21,6 +21,8 @@ from regulars.db import (
     finds_any,
     is_postgres,
     one_of,
+    one_of_parameter,
+    prepared,
     table_of,
 )
 from regulars.messages.models import (
@@ -131,13 +133,17 @@ def get_deliveries(session: Session, ids: Collection[str]) -> dict[str, Delivery
 
 
 def delivery_ids_by_keys(session: Session, keys: Collection[str]) -> dict[str, str]:
+    deliveries = table_of(Delivery)
+
+    def build() -> Select[Any]:
+        return select(deliveries.c.idempotency_key, deliveries.c.id).where(
+            one_of_parameter(session, deliveries.c.idempotency_key, "keys")
+        )
+
+    query = prepared(session, ("messages.delivery_ids_by_keys",), build)
     found: dict[str, str] = {}
     for chunk in chunks(list(keys)):
-        rows = session.execute(
-            select(Delivery.idempotency_key, Delivery.id).where(
-                one_of(session, Delivery.idempotency_key, chunk)
-            )
-        )
+        rows = session.execute(query, {"keys": list(chunk)})
         found.update((key, delivery_id) for key, delivery_id in rows if key is not None)
     return found
 
@@ -186,11 +192,13 @@ def any_due(session: Session, *, now: datetime) -> bool:
 
 
 def _any_due_query() -> Select[Any]:
-    return select(Delivery.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
+    deliveries = table_of(Delivery)  # Core: the worker asks every round, skip the ORM's work
+    return select(deliveries.c.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
 
 
 def _due(now: Any) -> ColumnElement[bool]:
-    return and_(Delivery.next_attempt_at <= now, Delivery.status.in_(_CLAIMABLE))
+    deliveries = table_of(Delivery)
+    return and_(deliveries.c.next_attempt_at <= now, deliveries.c.status.in_(_CLAIMABLE))
 
 
 def claim_due(
@@ -221,16 +229,20 @@ def claim_due(
 
 def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id: str) -> set[str]:
     """The deliveries this worker still holds (a lease can be lost to another worker)."""
+    deliveries = table_of(Delivery)
+
+    def build() -> Select[Any]:
+        query = select(deliveries.c.id).where(
+            one_of_parameter(session, deliveries.c.id, "ids"),
+            deliveries.c.status == DeliveryStatus.SENDING,
+            deliveries.c.locked_by == bindparam("worker_id"),
+        )
+        return query.with_for_update() if is_postgres(session) else query
+
+    query = prepared(session, ("messages.still_claimed",), build)
     held: set[str] = set()
     for chunk in chunks(list(delivery_ids)):
-        query = select(Delivery.id).where(
-            one_of(session, Delivery.id, chunk),
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.locked_by == worker_id,
-        )
-        if is_postgres(session):
-            query = query.with_for_update()
-        held.update(session.scalars(query))
+        held.update(session.scalars(query, {"ids": list(chunk), "worker_id": worker_id}))
     return held
 
 
@@ -301,13 +313,18 @@ def cancel_pending(session: Session, *, broadcast_id: str, now: datetime) -> int
 def suppressions_for(
     session: Session, channel: MessageChannel, addresses: Collection[str]
 ) -> dict[str, str]:
+    suppressions = table_of(Suppression)
+
+    def build() -> Select[Any]:
+        return select(suppressions.c.address, suppressions.c.reason).where(
+            suppressions.c.channel == bindparam("channel"),
+            one_of_parameter(session, suppressions.c.address, "addresses"),
+        )
+
+    query = prepared(session, ("messages.suppressions_for",), build)
     found: dict[str, str] = {}
     for chunk in chunks(list(addresses)):
-        rows = session.execute(
-            select(Suppression.address, Suppression.reason).where(
-                Suppression.channel == channel, one_of(session, Suppression.address, chunk)
-            )
-        )
+        rows = session.execute(query, {"channel": channel, "addresses": list(chunk)})
         found.update((address, reason) for address, reason in rows)
     return found
 
@@ -439,13 +456,17 @@ def mark_read(
 
 
 def pauses_of(session: Session, customer_ids: Collection[str]) -> dict[str, datetime]:
+    pauses = table_of(MessagePause)
+
+    def build() -> Select[Any]:
+        return select(pauses.c.customer_id, pauses.c.until).where(
+            one_of_parameter(session, pauses.c.customer_id, "ids")
+        )
+
+    query = prepared(session, ("messages.pauses_of",), build)
     found: dict[str, datetime] = {}
     for chunk in chunks(list(customer_ids)):
-        rows = session.execute(
-            select(MessagePause.customer_id, MessagePause.until).where(
-                one_of(session, MessagePause.customer_id, chunk)
-            )
-        )
+        rows = session.execute(query, {"ids": list(chunk)})
         found.update((customer_id, until) for customer_id, until in rows)
     return found
 
