@@ -502,7 +502,7 @@ def _rows_by_customer(
     def build() -> Select[Any]:
         return select(table).where(one_of_parameter(session, table.c[key], "ids"))
 
-    rows = _rows_of(session, table.name, build, customer_ids)
+    rows = _rows_of(session, f"{table.name} by {key}", build, customer_ids)
     return {row._mapping[key]: row for row in rows}
 
 
