@@ -290,12 +290,18 @@ def test_recompute_writes_only_the_difference(moved_clock: FrozenClock) -> None:
     assert system_events(ada) == [("segment.entered", "berliners")]
 
 
-def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
-    moved_clock: FrozenClock,
-) -> None:
+def a_recent_buyer() -> str:
+    """Ada, who ordered at T0, in the segment of those who ordered in the last 7 days."""
     ada = identify("ada", at=T0)
     track("ada", "Order Completed", at=T0, message_id="o1")
     save("recent_buyers", RECENT_BUYERS)
+    return ada
+
+
+def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
+    moved_clock: FrozenClock,
+) -> None:
+    ada = a_recent_buyer()
     assert members("recent_buyers") == {ada}
 
     # Just before the order leaves the 7-day window: still in.
@@ -323,9 +329,7 @@ def test_the_sweep_lets_a_customer_drop_out_when_the_window_passes(
 def test_the_workers_sweep_plans_by_reading_then_writes_each_segment_on_its_own(
     moved_clock: FrozenClock,
 ) -> None:
-    ada = identify("ada", at=T0)
-    track("ada", "Order Completed", at=T0, message_id="o1")
-    save("recent_buyers", RECENT_BUYERS)
+    ada = a_recent_buyer()
     save("recent_orders", RECENT_BUYERS)
     moved_clock.set(T0 + timedelta(days=7, minutes=1))
 
