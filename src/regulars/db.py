@@ -22,6 +22,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Integer,
+    Row,
     String,
     Table,
     bindparam,
@@ -394,22 +395,20 @@ class _OneOf(ColumnElement[bool]):
         self.column = column
         self.parameter = parameter
 
+    def rendered(self, compiler: Any, **kw: Any) -> tuple[str, str]:
+        """The column's and the list parameter's SQL, for a dialect's compile rule."""
+        return compiler.process(self.column, **kw), compiler.process(self.parameter, **kw)
+
 
 @compiles(_OneOf, "sqlite")
 def _one_of_on_sqlite(element: _OneOf, compiler: Any, **kw: Any) -> str:
-    column, listed = (
-        compiler.process(element.column, **kw),
-        compiler.process(element.parameter, **kw),
-    )
+    column, listed = element.rendered(compiler, **kw)
     return f"({column} IN (SELECT value FROM json_each({listed})))"  # grouped: safe under NOT
 
 
 @compiles(_OneOf, "postgresql")
 def _one_of_on_postgresql(element: _OneOf, compiler: Any, **kw: Any) -> str:
-    column, listed = (
-        compiler.process(element.column, **kw),
-        compiler.process(element.parameter, **kw),
-    )
+    column, listed = element.rendered(compiler, **kw)
     return f"({column} = ANY ({listed}))"
 
 
@@ -442,6 +441,25 @@ def prepared(session: Session, key: tuple[Hashable, ...], build: Callable[[], Bu
             _prepared.clear()
         found = _prepared[full_key] = build()
     return cast(Built, found)
+
+
+def read_in_chunks(
+    session: Session,
+    key: tuple[Hashable, ...],
+    build: Callable[[], Executable],
+    values: Sequence[Any],
+    *,
+    name: str = "ids",
+    params: Mapping[str, Any] | None = None,
+) -> list[Row[Any]]:
+    """The rows of the select `build` makes (built once per `key`, see `prepared`) for a
+    list of values given as its list parameter `name` (`one_of_parameter`), a chunk at a
+    time, with the other `params`: the per-batch reads of the workers' hot paths."""
+    query = prepared(session, key, build)
+    found: list[Row[Any]] = []
+    for chunk in chunks(values):
+        found.extend(session.execute(query, {**(params or {}), name: list(chunk)}))
+    return found
 
 
 def finds_any(

@@ -22,7 +22,7 @@ from regulars.db import (
     is_postgres,
     one_of,
     one_of_parameter,
-    prepared,
+    read_in_chunks,
     table_of,
 )
 from regulars.messages.models import (
@@ -137,15 +137,11 @@ def delivery_ids_by_keys(session: Session, keys: Collection[str]) -> dict[str, s
 
     def build() -> Select[Any]:
         return select(deliveries.c.idempotency_key, deliveries.c.id).where(
-            one_of_parameter(session, deliveries.c.idempotency_key, "keys")
+            one_of_parameter(session, deliveries.c.idempotency_key, "ids")
         )
 
-    query = prepared(session, ("messages.delivery_ids_by_keys",), build)
-    found: dict[str, str] = {}
-    for chunk in chunks(list(keys)):
-        rows = session.execute(query, {"keys": list(chunk)})
-        found.update((key, delivery_id) for key, delivery_id in rows if key is not None)
-    return found
+    rows = read_in_chunks(session, ("messages.delivery_ids_by_keys",), build, list(keys))
+    return {row.idempotency_key: row.id for row in rows if row.idempotency_key is not None}
 
 
 def get_by_provider_message(session: Session, provider_message_id: str) -> Delivery | None:
@@ -239,11 +235,9 @@ def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id:
         )
         return query.with_for_update() if is_postgres(session) else query
 
-    query = prepared(session, ("messages.still_claimed",), build)
-    held: set[str] = set()
-    for chunk in chunks(list(delivery_ids)):
-        held.update(session.scalars(query, {"ids": list(chunk), "worker_id": worker_id}))
-    return held
+    key, ids = ("messages.still_claimed",), list(delivery_ids)
+    rows = read_in_chunks(session, key, build, ids, params={"worker_id": worker_id})
+    return {row.id for row in rows}
 
 
 def save_outcomes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -318,15 +312,12 @@ def suppressions_for(
     def build() -> Select[Any]:
         return select(suppressions.c.address, suppressions.c.reason).where(
             suppressions.c.channel == bindparam("channel"),
-            one_of_parameter(session, suppressions.c.address, "addresses"),
+            one_of_parameter(session, suppressions.c.address, "ids"),
         )
 
-    query = prepared(session, ("messages.suppressions_for",), build)
-    found: dict[str, str] = {}
-    for chunk in chunks(list(addresses)):
-        rows = session.execute(query, {"channel": channel, "addresses": list(chunk)})
-        found.update((address, reason) for address, reason in rows)
-    return found
+    key, listed = ("messages.suppressions_for",), list(addresses)
+    rows = read_in_chunks(session, key, build, listed, params={"channel": channel})
+    return {row.address: row.reason for row in rows}
 
 
 def add_suppressions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -463,12 +454,8 @@ def pauses_of(session: Session, customer_ids: Collection[str]) -> dict[str, date
             one_of_parameter(session, pauses.c.customer_id, "ids")
         )
 
-    query = prepared(session, ("messages.pauses_of",), build)
-    found: dict[str, datetime] = {}
-    for chunk in chunks(list(customer_ids)):
-        rows = session.execute(query, {"ids": list(chunk)})
-        found.update((customer_id, until) for customer_id, until in rows)
-    return found
+    rows = read_in_chunks(session, ("messages.pauses_of",), build, list(customer_ids))
+    return {row.customer_id: row.until for row in rows}
 
 
 def set_pause(session: Session, customer_id: str, until: datetime | None) -> None:

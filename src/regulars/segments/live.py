@@ -10,7 +10,8 @@ process changed them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -178,18 +179,31 @@ class SweepPlan:
     segment_ids: tuple[str, ...]  # every segment: swept up to `now` once the steps are done
 
 
+# A transaction to run a step in, read-only or not: the caller's boundary decides what that is.
+Transaction = Callable[[bool], AbstractContextManager[Session]]
+
+
 def sweep(session: Session, *, now: datetime | None = None) -> dict[str, int]:
-    """Flip what time alone changed since the last sweep; answer changes per segment key.
-    Here in one transaction (the CLI, the simulation); the worker runs the same steps each
-    in a transaction of its own (segments.tasks.sweep)."""
-    now = now or clock.now()
-    changed = install_builtins(session, now=now)
-    plan = plan_sweep(session, now=now)
+    """Flip what time alone changed since the last sweep, in the caller's one transaction
+    (the CLI, the simulation); answer changes per segment key."""
+    return sweep_in_steps(lambda readonly: nullcontext(session), now=now or clock.now())
+
+
+def sweep_in_steps(transaction: Transaction, *, now: datetime) -> dict[str, int]:
+    """The sweep's steps, each in `transaction(readonly)`: the built-ins installed, the plan
+    read, each segment's flips written, the sweep's moment recorded. The worker gives each
+    step a transaction of its own (segments.tasks.sweep), so the plan's reads hold no lock."""
+    with transaction(False) as session:
+        changed = install_builtins(session, now=now)
+    with transaction(True) as session:
+        plan = plan_sweep(session, now=now)
     for step in plan.steps:
-        moved = run_sweep_step(session, step, now=now)
+        with transaction(False) as session:
+            moved = run_sweep_step(session, step, now=now)
         if moved:
             changed[step.segment_key] = changed.get(step.segment_key, 0) + moved
-    finish_sweep(session, plan)
+    with transaction(False) as session:
+        finish_sweep(session, plan)
     return changed
 
 

@@ -29,13 +29,7 @@ from regulars.segments.definitions import (
     segment_read,
     validated_rule,
 )
-from regulars.segments.live import (
-    finish_sweep,
-    install_builtins,
-    plan_sweep,
-    run_sweep_step,
-    sweep,
-)
+from regulars.segments.live import plan_sweep, run_sweep_step, sweep, sweep_in_steps
 from regulars.segments.repository import compiler
 from regulars.segments.rules import (
     EventCondition,
@@ -78,9 +72,7 @@ __all__ = [
     "exists",
     "explain",
     "find",
-    "finish_sweep",
     "history_of",
-    "install_builtins",
     "list_page",
     "matching_ids",
     "members",
@@ -97,6 +89,7 @@ __all__ = [
     "run_sweep_step",
     "segment_read",
     "sweep",
+    "sweep_in_steps",
     "trends",
     "update",
 ]

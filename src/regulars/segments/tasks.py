@@ -29,18 +29,9 @@ def sweep(payload: Mapping[str, object]) -> None:
     moment. As one transaction it held SQLite's write lock through its reads, and the tracked
     events of that moment waited. Stopped between steps, the next sweep redoes the plan from
     the last finished sweep: re-evaluating a customer twice changes nothing."""
-    now = clock.now()
-    with session_scope() as session:
-        changed = service.install_builtins(session, now=now)
-    with session_scope(readonly=True) as session:
-        plan = service.plan_sweep(session, now=now)
-    for step in plan.steps:
-        with session_scope() as session:
-            moved = service.run_sweep_step(session, step, now=now)
-        if moved:
-            changed[step.segment_key] = changed.get(step.segment_key, 0) + moved
-    with session_scope() as session:
-        service.finish_sweep(session, plan)
+    changed = service.sweep_in_steps(
+        lambda readonly: session_scope(readonly=readonly), now=clock.now()
+    )
     if changed:
         log.info("segment sweep changed %s", changed)
 

@@ -4,7 +4,7 @@ handful of statements, whatever its size."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ from regulars.db import (
     one_of,
     one_of_parameter,
     prepared,
+    read_in_chunks,
     table_of,
 )
 
@@ -89,8 +90,8 @@ def time_zones(session: Session, customer_ids: Collection[str]) -> dict[str, str
             one_of_parameter(session, customers.c.id, "ids")
         )
 
-    rows = _rows_of(session, "time_zones", build, customer_ids)
-    return {str(id_): zone for id_, zone in (tuple(row) for row in rows)}
+    rows = read_in_chunks(session, ("customers.time_zones",), build, sorted(customer_ids))
+    return {row.id: row.timezone for row in rows}
 
 
 def survivor_of(session: Session, merged_id: str) -> str | None:
@@ -483,7 +484,7 @@ def event_count_rows(session: Session, customer_ids: Collection[str]) -> list[tu
             .order_by(table.c.customer_id, table.c.event_name)
         )
 
-    rows = _rows_of(session, "event_counts", build, customer_ids)
+    rows = read_in_chunks(session, ("customers.event_counts",), build, sorted(customer_ids))
     return [(str(c), str(name), int(n)) for c, name, n in map(tuple, rows)]
 
 
@@ -493,7 +494,7 @@ def consent_rows(session: Session, customer_ids: Collection[str]) -> list[Row[An
     def build() -> Select[Any]:
         return select(table).where(one_of_parameter(session, table.c.customer_id, "ids"))
 
-    return _rows_of(session, "consents", build, customer_ids)
+    return read_in_chunks(session, ("customers.consents",), build, sorted(customer_ids))
 
 
 def _rows_by_customer(
@@ -502,20 +503,8 @@ def _rows_by_customer(
     def build() -> Select[Any]:
         return select(table).where(one_of_parameter(session, table.c[key], "ids"))
 
-    rows = _rows_of(session, f"{table.name} by {key}", build, customer_ids)
+    rows = read_in_chunks(session, ("customers.rows", table.name, key), build, sorted(customer_ids))
     return {row._mapping[key]: row for row in rows}
-
-
-def _rows_of(
-    session: Session, shape: str, build: Callable[[], Select[Any]], customer_ids: Collection[str]
-) -> list[Row[Any]]:
-    """The rows `build` selects for the customers in its parameter `ids`, a chunk at a time;
-    the statement is built once per `shape` (the messages worker reads these every batch)."""
-    query = prepared(session, ("customers.rows_of", shape), build)
-    found: list[Row[Any]] = []
-    for chunk in chunks(sorted(customer_ids)):
-        found.extend(session.execute(query, {"ids": list(chunk)}))
-    return found
 
 
 def event_counts_for(session: Session, customer_ids: Collection[str]) -> list[CustomerEventCount]:
