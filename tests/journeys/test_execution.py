@@ -136,6 +136,39 @@ def test_checkout_and_its_order_in_one_batch_end_the_run_without_a_reminder(
     assert _deliveries() == []
 
 
+def test_a_goal_converts_each_run_once_with_the_first_order_in_its_window(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    track: Track,
+) -> None:
+    template("cart", "email")
+    journey("cart", CART)
+    customer("cleo", email="cleo@example.com")
+    customer("dora", email="dora@example.com")
+    track("dora", "Checkout Started", {"checkout_id": "d1"})
+    frozen_clock.advance(timedelta(days=3, minutes=1))  # dora's run is out of the 3d window
+    track("cleo", "Checkout Started", {"checkout_id": "c1"})
+    frozen_clock.advance(timedelta(minutes=1))
+    batch = [
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Order Completed",
+            "properties": {"checkout_id": "another", "revenue": revenue},
+            "messageId": key,
+            "timestamp": clock.now().isoformat(),
+        }
+        for user, revenue, key in (("cleo", 30, "o1"), ("cleo", 99, "o2"), ("dora", 50, "o3"))
+    ]
+    with session_scope() as session:
+        assert customers.ingest(session, batch, source="tests").accepted == 3
+    runs = {r.entry_key: r for r in _runs()}
+    assert runs["c1"].converted_at is not None and runs["c1"].conversion_value == 30
+    assert runs["d1"].converted_at is None and runs["d1"].conversion_value is None
+
+
 def test_a_wait_takes_an_event_that_came_before_the_run_reached_it(
     frozen_clock: clock.FrozenClock,
     journey: JourneyFactory,

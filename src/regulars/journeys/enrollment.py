@@ -186,20 +186,23 @@ def on_events(session: Session, events: Sequence[customers.StoredEvent]) -> None
 def _count_goals(
     session: Session, catalog: Catalog, events: Sequence[customers.StoredEvent]
 ) -> None:
+    conversions: list[repository.Conversion] = []
     for event in events:
         for version in catalog.goals.get(event.name, ()):
             goal = version.graph.definition.goal
             if goal is None or not matches(event.properties, goal.where):
                 continue
             value = event.properties.get(goal.value) if goal.value else None
-            repository.convert(
-                session,
-                version.journey_id,
-                event.customer_id,
-                at=event.timestamp,
-                since=event.timestamp - parse_duration(goal.within),
-                value=float(value) if isinstance(value, int | float) else None,
+            conversions.append(
+                repository.Conversion(
+                    version.journey_id,
+                    event.customer_id,
+                    at=event.timestamp,
+                    since=event.timestamp - parse_duration(goal.within),
+                    value=float(value) if isinstance(value, int | float) else None,
+                )
             )
+    repository.convert(session, conversions)
 
 
 def _end_on_exit(

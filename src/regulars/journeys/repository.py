@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,9 @@ from regulars.db import (
     chunks,
     finds_any,
     is_postgres,
-    one_of,
     one_of_parameter,
     prepared,
+    read_in_chunks,
     sqlite_total_changes,
     table_of,
 )
@@ -245,61 +246,90 @@ def insert_steps(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def wake(session: Session, customer_ids: Sequence[str], names: Sequence[str], now: datetime) -> int:
     """Make the runs waiting for one of these events due now (the listening index)."""
+    statement = prepared(session, ("journeys.wake",), lambda: _wake_statement(session))
     woken = 0
     for chunk in chunks(list(customer_ids)):
-        result = session.execute(
-            update(JourneyRun)
-            .where(
-                one_of(session, JourneyRun.customer_id, chunk),
-                JourneyRun.listen_for.in_(names),
-                JourneyRun.state == RunState.WAITING,
-            )
-            .values(due_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        params = {"ids": list(chunk), "names": list(names), "now": now}
+        result = session.execute(statement, params)
         woken += int(getattr(result, "rowcount", 0) or 0)
     return woken
+
+
+def _wake_statement(session: Session) -> Any:
+    return (
+        update(_RUNS)
+        .where(
+            one_of_parameter(session, _RUNS.c.customer_id, "ids"),
+            one_of_parameter(session, _RUNS.c.listen_for, "names"),
+            _RUNS.c.state == RunState.WAITING,
+        )
+        .values(due_at=bindparam("now", type_=UTCDateTime()))
+    )
 
 
 def in_flight(
     session: Session, journey_ids: Sequence[str], customer_ids: Sequence[str]
 ) -> list[Row[Any]]:
-    found: list[Row[Any]] = []
-    for chunk in chunks(list(customer_ids)):
-        query = select(*RUN_COLUMNS).where(
-            JourneyRun.journey_id.in_(journey_ids),
-            one_of(session, JourneyRun.customer_id, chunk),
-            JourneyRun.state.in_(ACTIVE_STATES),
-        )
-        if is_postgres(session):
-            query = query.with_for_update(of=table_of(JourneyRun))
-        found.extend(session.execute(query))
-    return found
-
-
-def convert(
-    session: Session,
-    journey_id: str,
-    customer_id: str,
-    *,
-    at: datetime,
-    since: datetime,
-    value: float | None,
-) -> int:
-    """Count a goal for the customer's runs entered in the window and not converted yet."""
-    result = session.execute(
-        update(JourneyRun)
-        .where(
-            JourneyRun.journey_id == journey_id,
-            JourneyRun.customer_id == customer_id,
-            JourneyRun.converted_at.is_(None),
-            JourneyRun.entered_at >= since,
-            JourneyRun.entered_at <= at,
-        )
-        .values(converted_at=at, conversion_value=value)
-        .execution_options(synchronize_session=False)
+    """The active and waiting runs of these customers in these journeys (locked on
+    PostgreSQL: the caller ends some of them)."""
+    rows = read_in_chunks(
+        session,
+        ("journeys.in_flight",),
+        lambda: _in_flight_query(session),
+        list(customer_ids),
+        params={"journey_ids": list(journey_ids)},
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return list(rows)
+
+
+def _in_flight_query(session: Session) -> Select[Any]:
+    query = select(*(_RUNS.c[attribute.key] for attribute in RUN_COLUMNS)).where(
+        one_of_parameter(session, _RUNS.c.journey_id, "journey_ids"),
+        one_of_parameter(session, _RUNS.c.customer_id, "ids"),
+        _RUNS.c.state.in_(ACTIVE_STATES),
+    )
+    return query.with_for_update(of=_RUNS) if is_postgres(session) else query
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A goal event: it converts the customer's runs of the journey that entered within the
+    goal's window before it (`since` to `at`) and have not converted yet."""
+
+    journey_id: str
+    customer_id: str
+    at: datetime
+    since: datetime
+    value: float | None
+
+
+def convert(session: Session, conversions: Sequence[Conversion]) -> None:
+    """Count every goal event of a batch: one statement built once, run for each in order
+    (a second goal event of the same run finds it converted)."""
+    if not conversions:
+        return
+    statement = prepared(session, ("journeys.convert",), _convert_statement)
+    params = [
+        {"journey": c.journey_id, "customer": c.customer_id, "at": c.at, "since": c.since,
+         "value": c.value}
+        for c in conversions
+    ]  # fmt: skip
+    session.execute(statement, params)
+
+
+def _convert_statement() -> Any:
+    at = bindparam("at", type_=UTCDateTime())
+    return (
+        update(_RUNS)
+        .where(
+            _RUNS.c.journey_id == bindparam("journey"),
+            _RUNS.c.customer_id == bindparam("customer"),
+            _RUNS.c.converted_at.is_(None),
+            _RUNS.c.entered_at >= bindparam("since", type_=UTCDateTime()),
+            _RUNS.c.entered_at <= at,
+        )
+        .values(converted_at=at, conversion_value=bindparam("value"))
+    )
 
 
 def end_in_flight(session: Session, journey_id: str, *, reason: str, now: datetime) -> int:
