@@ -29,8 +29,11 @@ class SystemEvent:
     key: str  # the message id: the same key is stored once
 
 
-def record_system_events(session: Session, events: Sequence[SystemEvent]) -> int:
-    """Store the events not stored before; answer how many were new."""
+def record_system_events(
+    session: Session, events: Sequence[SystemEvent], *, new_keys: bool = False
+) -> int:
+    """Store the events not stored before; answer how many were new. `new_keys`: every key
+    was made just now (a new id in it), so none can be stored yet."""
     rows = [
         {
             "customer_id": event.customer_id,
@@ -46,7 +49,7 @@ def record_system_events(session: Session, events: Sequence[SystemEvent]) -> int
         }
         for event in events
     ]
-    inserted = repository.insert_events(session, rows)
+    inserted = repository.insert_events(session, rows, new_ids=new_keys)
     changes.publish_events(
         session,
         [

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
@@ -39,7 +40,6 @@ from regulars.messages.channels.base import (
 )
 from regulars.messages.models import (
     Category,
-    Delivery,
     DeliveryStatus,
     MessageChannel,
 )
@@ -122,7 +122,7 @@ _SUPPRESSIBLE = (MessageChannel.EMAIL, MessageChannel.SMS, MessageChannel.WHATSA
 _NO_QUIET_HOURS = policy.QuietHours(time(0), time(0), frozenset(), transactional=False)
 
 
-def _refused_now(session: Session, rows: Sequence[Delivery], *, now: datetime) -> dict[str, str]:
+def _refused_now(session: Session, rows: Sequence[Row[Any]], *, now: datetime) -> dict[str, str]:
     """A delivery may wait hours (quiet hours, a broadcast's local time or throttle, retries)
     after send() let it through: an address suppressed meanwhile (a bounce, STOP) or
     marketing consent withdrawn or paused meanwhile stops it at the last moment."""
@@ -155,7 +155,7 @@ def _refused_now(session: Session, rows: Sequence[Delivery], *, now: datetime) -
 
 
 def _suppressed(
-    session: Session, rows: Sequence[Delivery]
+    session: Session, rows: Sequence[Row[Any]]
 ) -> dict[tuple[MessageChannel, str], str]:
     found: dict[tuple[MessageChannel, str], str] = {}
     for channel in _SUPPRESSIBLE:
@@ -166,7 +166,7 @@ def _suppressed(
     return found
 
 
-def _push_targets(session: Session, rows: Sequence[Delivery]) -> dict[str, PushTarget]:
+def _push_targets(session: Session, rows: Sequence[Row[Any]]) -> dict[str, PushTarget]:
     subscriptions = repository.push_subscriptions_of(session, {r.customer_id for r in rows})
     return {
         s.endpoint: PushTarget(s.endpoint, s.p256dh, s.auth)
@@ -175,7 +175,7 @@ def _push_targets(session: Session, rows: Sequence[Delivery]) -> dict[str, PushT
     }
 
 
-def _outgoing(row: Delivery, push: PushTarget | None) -> Outgoing:
+def _outgoing(row: Row[Any], push: PushTarget | None) -> Outgoing:
     headers: dict[str, str] = {}
     if row.channel == MessageChannel.EMAIL and row.category == Category.MARKETING:
         # RFC 8058: a POST to the https URL unsubscribes at once; mailto for older clients.

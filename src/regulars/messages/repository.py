@@ -8,7 +8,18 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -22,6 +33,7 @@ from regulars.db import (
     is_postgres,
     one_of,
     one_of_parameter,
+    prepared,
     read_in_chunks,
     table_of,
 )
@@ -67,6 +79,25 @@ def templates_by_key(session: Session, key: str) -> list[Template]:
 
 def list_templates(session: Session) -> list[Template]:
     return list(session.scalars(select(Template).order_by(Template.key, Template.channel)))
+
+
+def current_templates(
+    session: Session, keys: Collection[str]
+) -> list[tuple[Template, TemplateVersion]]:
+    """The templates of these keys, every channel, each with its current version: one read
+    for a send's templates (it was one per key and one per channel)."""
+    query = (
+        select(Template, TemplateVersion)
+        .join(
+            TemplateVersion,
+            and_(
+                TemplateVersion.template_id == Template.id,
+                TemplateVersion.version == Template.version,
+            ),
+        )
+        .where(one_of(session, Template.key, sorted(keys)))
+    )
+    return [(template, version) for template, version in session.execute(query)]
 
 
 def get_version(session: Session, template_id: str, version: int) -> TemplateVersion | None:
@@ -199,28 +230,42 @@ def _due(now: Any) -> ColumnElement[bool]:
 
 def claim_due(
     session: Session, *, now: datetime, limit: int, worker_id: str, locked_until: datetime
-) -> list[Delivery]:
-    """Claim up to `limit` due deliveries for this worker. A claimed delivery's
-    next_attempt_at is its lease end, so one whose worker died is due again afterwards."""
-    query = select(Delivery.id).where(_due(now)).order_by(Delivery.next_attempt_at).limit(limit)
+) -> list[Row[Any]]:
+    """Claim up to `limit` due deliveries for this worker: their rows, every column. A
+    claimed delivery's next_attempt_at is its lease end, so one whose worker died is due
+    again afterwards."""
+    claim = prepared(session, ("messages.claim_due",), lambda: _claim_statement(session))
+    params = {"now": now, "limit": limit, "worker_id": worker_id, "locked_until": locked_until}
+    return list(session.execute(claim, params))
+
+
+def _claim_statement(session: Session) -> Any:
+    """One statement: UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED) RETURNING the rows; on
+    Core, built once: the worker runs it every round."""
+    deliveries = table_of(Delivery)
+    now = bindparam("now", type_=UTCDateTime())
+    locked_until = bindparam("locked_until", type_=UTCDateTime())
+    due = (
+        select(deliveries.c.id)
+        .where(_due(now))
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(bindparam("limit"))
+    )
     if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    # One statement: UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED) RETURNING the rows.
-    claim = (
-        update(Delivery)
-        .where(Delivery.id.in_(query.scalar_subquery()))
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
         .values(
             status=DeliveryStatus.SENDING,
-            locked_by=worker_id,
+            locked_by=bindparam("worker_id"),
             locked_until=locked_until,
             next_attempt_at=locked_until,
-            attempts=Delivery.attempts + 1,
+            attempts=deliveries.c.attempts + 1,
             updated_at=now,
         )
-        .returning(Delivery)
-        .execution_options(synchronize_session=False)
+        .returning(*deliveries.c)
     )
-    return list(session.scalars(claim))
 
 
 def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id: str) -> set[str]:

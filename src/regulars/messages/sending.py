@@ -238,13 +238,7 @@ def quiet_hours() -> policy.QuietHours:
 
 
 def _templates(session: Session, keys: Iterable[str]) -> _Templates:
-    found: _Templates = {}
-    for key in keys:
-        found[key] = {
-            channel: (template, templates.current(session, template))
-            for channel, template in templates.by_key(session, key).items()
-        }
-    return found
+    return templates.current_by_key(session, set(keys))
 
 
 def _suppressions(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -144,6 +145,18 @@ def versions(session: Session, key: str, channel: MessageChannel) -> list[Templa
 def delete(session: Session, key: str, channel: MessageChannel) -> None:
     repository.delete_template(session, require(session, key, channel))
     session.flush()
+
+
+def current_by_key(
+    session: Session, keys: Collection[str]
+) -> dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]:
+    """Each key's templates by channel, with their current versions, in one read."""
+    found: dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]] = {
+        key: {} for key in keys
+    }
+    for template, version in repository.current_templates(session, keys):
+        found[template.key][MessageChannel(template.channel)] = (template, version)
+    return found
 
 
 def by_key(session: Session, key: str) -> dict[MessageChannel, Template]:

@@ -262,7 +262,7 @@ def write_diffs(session: Session, changes: Sequence[tuple[Target, Diff]], *, now
     for segment, diff in changes:
         events += _events(segment, diff.entered, name=ENTERED, now=now)
         events += _events(segment, diff.exited, name=EXITED, now=now)
-    customers.record_system_events(session, events)
+    customers.record_system_events(session, events, new_keys=True)  # keys: see _events
 
 
 def _events(

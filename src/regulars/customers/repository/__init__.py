@@ -196,9 +196,12 @@ def set_external_id(session: Session, customer_id: str, external_id: str) -> Non
     )
 
 
-def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+def insert_events(
+    session: Session, rows: Sequence[Mapping[str, Any]], *, new_ids: bool = False
+) -> set[str]:
     """Insert what is new; answer the message ids actually inserted. One stored before (or, on
-    PostgreSQL, by a concurrent batch) is skipped by the unique constraint, not an error."""
+    PostgreSQL, by a concurrent batch) is skipped by the unique constraint, not an error.
+    `new_ids`: every message id was made just now, so none is stored: SQLite skips the look."""
     if not rows:
         return set()
     table = table_of(Event)
@@ -212,7 +215,7 @@ def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
         )
         return {message_id for (message_id,) in written}
     # SQLite writers hold the database lock: what is not stored yet is what this one stores.
-    stored = _stored_message_ids(session, rows)
+    stored = set() if new_ids else _stored_message_ids(session, rows)
     bulk_write(session, table, rows, shape="events", finish=finish)
     return {row["message_id"] for row in rows} - stored
 
