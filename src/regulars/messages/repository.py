@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from regulars.db import (
     Base,
     UTCDateTime,
+    bulk_update,
     bulk_write,
     chunks,
     finds_any,
@@ -286,9 +287,9 @@ def still_claimed(session: Session, delivery_ids: Collection[str], *, worker_id:
 
 
 def save_outcomes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write each claimed delivery's new state (executemany by primary key)."""
-    if rows:
-        session.execute(update(Delivery), list(rows))
+    """Write each claimed delivery's new state, by primary key: one statement whose text
+    never changes, straight through the driver (db.bulk_update)."""
+    bulk_update(session, table_of(Delivery), rows, key="id", shape="outcomes")
 
 
 def recent_marketing(
