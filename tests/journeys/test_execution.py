@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from regulars.customers import service as customers
 from regulars.db import session_scope
-from regulars.journeys.models import JourneyRun, JourneyStep, RunState
+from regulars.journeys.models import Journey, JourneyRun, JourneyStep, RunState
 from regulars.kit import clock
 from regulars.messages.models import Delivery
 from tests.journeys.conftest import JourneyFactory, Track, run_worker
@@ -167,6 +167,23 @@ def test_a_goal_converts_each_run_once_with_the_first_order_in_its_window(
     runs = {r.entry_key: r for r in _runs()}
     assert runs["c1"].converted_at is not None and runs["c1"].conversion_value == 30
     assert runs["d1"].converted_at is None and runs["d1"].conversion_value is None
+
+
+def test_one_order_starts_each_journey_it_triggers_by_that_journeys_entry_rules(
+    journey: JourneyFactory, customer: CustomerFactory, template: TemplateFactory, track: Track
+) -> None:
+    template("thanks", "email")
+    send = {"thanks": {"type": "send", "template": "thanks"}}
+    by_order = {"trigger": {"type": "event", "event": "Order Completed"}, "start": "thanks"}
+    journey("per-order", {**by_order, "entry": {"key": "order_id"}, "nodes": send})
+    journey("once", {**by_order, "entry": {"reentry": "never"}, "nodes": send})
+    customer("emma", email="emma@example.com")
+    for order_id in ("o1", "o2", "o1"):
+        track("emma", "Order Completed", {"order_id": order_id})
+    with session_scope() as session:
+        keys = {row.id: row.key for row in session.execute(select(Journey.id, Journey.key))}
+    runs = sorted((keys[r.journey_id], r.entry_key) for r in _runs())
+    assert runs == [("once", ""), ("per-order", "o1"), ("per-order", "o2")]
 
 
 def test_a_wait_takes_an_event_that_came_before_the_run_reached_it(

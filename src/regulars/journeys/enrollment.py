@@ -9,7 +9,7 @@ the runs waiting for these events and starts the runs the events trigger.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,10 +61,43 @@ def enroll(
     session: Session, version: Version, entrants: Sequence[Entrant], *, now: datetime
 ) -> int:
     """Start the runs the entry rules allow; answer how many started."""
-    if not entrants or not version.accepting:
+    return enroll_many(session, [(version, entrants)], now=now)
+
+
+def enroll_many(
+    session: Session, groups: Sequence[tuple[Version, Sequence[Entrant]]], *, now: datetime
+) -> int:
+    """`enroll` for several journeys at once (an order starts the order updates and the
+    cross-sell): one read of their entry histories, one insert of the runs."""
+    groups = [(version, found) for version, found in groups if found and version.accepting]
+    if not groups:
         return 0
+    histories = _histories(
+        session,
+        [version.journey_id for version, _ in groups],
+        {entrant.customer_id for _, found in groups for entrant in found},
+    )
+    rows: list[dict[str, Any]] = []
+    for version, found in groups:
+        chosen = _allowed(version, found, histories.get(version.journey_id, {}), now=now)
+        chosen = _throttled(session, version, chosen, now=now)
+        rows += [_run_row(version, entrant, key, now=now) for entrant, key in chosen]
+    started = repository.insert_runs(session, rows)
+    if any(row["due_at"] <= now for row in rows):
+        jobs.wake_after_commit(session)
+    return started
+
+
+def _allowed(
+    version: Version,
+    entrants: Sequence[Entrant],
+    history: dict[str, _History],
+    *,
+    now: datetime,
+) -> list[tuple[Entrant, str]]:
+    """The entrants the entry rules let in, with their entry keys, in order (an entrant let
+    in counts for the next ones of the same customer)."""
     entry = version.graph.definition.entry
-    history = _histories(session, version.journey_id, entrants)
     chosen: list[tuple[Entrant, str]] = []
     for entrant in entrants:
         key = _entry_key(entrant, entry.key)
@@ -75,21 +108,17 @@ def enroll(
         seen.ever.add(key)
         seen.last_entered[key] = now
         chosen.append((entrant, key))
-    chosen = _throttled(session, version, chosen, now=now)
-    rows = [_run_row(version, entrant, key, now=now) for entrant, key in chosen]
-    started = repository.insert_runs(session, rows)
-    if any(row["due_at"] <= now for row in rows):
-        jobs.wake_after_commit(session)
-    return started
+    return chosen
 
 
 def _histories(
-    session: Session, journey_id: str, entrants: Sequence[Entrant]
-) -> dict[str, _History]:
-    found: dict[str, _History] = {}
-    ids = sorted({e.customer_id for e in entrants})
-    for customer_id, key, state, entered_at in repository.entry_history(session, journey_id, ids):
-        seen = found.setdefault(customer_id, _History())
+    session: Session, journey_ids: Sequence[str], customer_ids: Collection[str]
+) -> dict[str, dict[str, _History]]:
+    """Journey id -> customer id -> what the customer's runs of the journey were."""
+    found: dict[str, dict[str, _History]] = {}
+    rows = repository.entry_history(session, journey_ids, sorted(customer_ids))
+    for journey_id, customer_id, key, state, entered_at in rows:
+        seen = found.setdefault(journey_id, {}).setdefault(customer_id, _History())
         seen.ever.add(key)
         if state in (RunState.ACTIVE, RunState.WAITING):
             seen.in_flight.add(key)
@@ -270,8 +299,7 @@ def _start(
             if entrant is not None:
                 entrants.setdefault(version.journey_id, []).append(entrant)
                 versions[version.journey_id] = version
-    for journey_id, found in entrants.items():
-        enroll(session, versions[journey_id], found, now=now)
+    enroll_many(session, [(versions[j], found) for j, found in entrants.items()], now=now)
 
 
 def _entrant(version: Version, event: customers.StoredEvent, *, now: datetime) -> Entrant | None:

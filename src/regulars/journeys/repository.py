@@ -110,21 +110,23 @@ def insert_runs(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
 
 
 def entry_history(
-    session: Session, journey_id: str, customer_ids: Sequence[str]
-) -> list[tuple[str, str, str, datetime]]:
-    """(customer, entry key, state, entered at) of every run of these customers."""
-    found: list[tuple[str, str, str, datetime]] = []
+    session: Session, journey_ids: Sequence[str], customer_ids: Sequence[str]
+) -> list[tuple[str, str, str, str, datetime]]:
+    """(journey, customer, entry key, state, entered at) of every run of these customers in
+    these journeys."""
+    found: list[tuple[str, str, str, str, datetime]] = []
     query = prepared(session, ("journeys.entry_history",), lambda: _history_query(session))
     for chunk in chunks(list(customer_ids)):
-        rows = session.execute(query, {"journey": journey_id, "ids": list(chunk)})
-        found.extend((r[0], r[1], r[2], r[3]) for r in rows)
+        rows = session.execute(query, {"journeys": list(journey_ids), "ids": list(chunk)})
+        found.extend((r[0], r[1], r[2], r[3], r[4]) for r in rows)
     return found
 
 
 def _history_query(session: Session) -> Select[Any]:
     runs = table_of(JourneyRun)
-    return select(runs.c.customer_id, runs.c.entry_key, runs.c.state, runs.c.entered_at).where(
-        runs.c.journey_id == bindparam("journey"),
+    columns = (runs.c.journey_id, runs.c.customer_id, runs.c.entry_key, runs.c.state)
+    return select(*columns, runs.c.entered_at).where(
+        one_of_parameter(session, runs.c.journey_id, "journeys"),
         one_of_parameter(session, runs.c.customer_id, "ids"),
     )
 
