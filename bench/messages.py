@@ -70,7 +70,7 @@ from bench.common import figure, fresh_database, running_server
 from bench.smtp_sink import SinkProcess
 from regulars.config import reset_settings
 from regulars.customers import service as customers
-from regulars.db import Database, session_scope, set_database
+from regulars.db import Database, session_scope, set_database, table_of
 from regulars.identity.models import ApiKeyScope
 from regulars.identity.service import create_api_key
 from regulars.jobs import service as jobs
@@ -362,9 +362,10 @@ def raw_smtp_rate(sink: SinkProcess, broadcast_id: str) -> tuple[float, int]:
     composer = _Composer(
         SMTPConfig(host=sink.host, port=sink.port, security="none", from_address=SENDER)
     )
-    query = select(Delivery).where(Delivery.broadcast_id == broadcast_id).limit(RAW_MAX)
+    deliveries = table_of(Delivery)  # rows as the worker's claim returns them
+    query = select(*deliveries.c).where(deliveries.c.broadcast_id == broadcast_id).limit(RAW_MAX)
     with session_scope(readonly=True) as session:
-        mails = [composer.compose(_outgoing(row, None)) for row in session.scalars(query)]
+        mails = [composer.compose(_outgoing(row, None)) for row in session.execute(query)]
     sink.reset()
     smtp = smtplib.SMTP(sink.host, sink.port, "bench", timeout=30)
     began = time.perf_counter()
