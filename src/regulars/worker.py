@@ -192,8 +192,8 @@ def _has_work(queue: service.Queue, now: datetime) -> bool:
     """Asked in a read just before the drain (so a delivery the journey drain queued a moment
     ago is found in the same round): most rounds find nothing in most queues, and a drain's
     claim is a write transaction, on SQLite a wait for the one writer."""
-    if queue.has_work is None:
-        return True
+    if queue.has_work is None or service.take_queued(queue.name):
+        return True  # work committed in this process a moment ago: no need to look
     with session_scope(readonly=True) as session:
         return queue.has_work(session, now=now)
 

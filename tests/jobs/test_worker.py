@@ -460,6 +460,38 @@ def test_a_queue_is_drained_only_when_its_look_finds_work(
     assert drained == [START]
 
 
+def _tell_then_fail(queue: str) -> None:
+    with session_scope() as session:
+        service.wake_after_commit(session, queue=queue)
+        raise RuntimeError("rolled back: nothing was queued")
+
+
+def test_work_committed_in_this_process_is_drained_without_a_look_once(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    looks: list[datetime] = []
+    drained: list[datetime] = []
+
+    def _has_work(session: Session, *, now: datetime) -> bool:
+        looks.append(now)
+        return False
+
+    def _drain(worker_id: str, now: datetime, limit: int) -> int:
+        drained.append(now)
+        return 1
+
+    registry.queue("tests.told", has_work=_has_work)(_drain)
+    worker = Worker(registry=registry, worker_id="w1")
+    with pytest.raises(RuntimeError):
+        _tell_then_fail("tests.told")
+    assert (worker.drain_queues(), len(looks)) == (0, 1)  # a rollback tells nothing
+    with session_scope() as session:
+        service.wake_after_commit(session, queue="tests.told")
+    assert (worker.drain_queues(), len(looks)) == (1, 1)  # drained, not looked at
+    assert drained == [START]
+    assert (worker.drain_queues(), len(looks)) == (0, 2)  # told once: it looks again
+
+
 def test_work_one_queue_makes_for_the_next_is_drained_in_the_same_round(
     database: Database, registry: Registry, frozen: FrozenClock
 ) -> None:

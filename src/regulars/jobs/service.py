@@ -253,15 +253,37 @@ class Lane(StrEnum):
 _bells: dict[Lane, weakref.WeakSet[threading.Event]] = {lane: weakref.WeakSet() for lane in Lane}
 _bells_lock = threading.Lock()
 _WAKE_KEY = "regulars.wake_lanes"
+# The domain queues work was committed for in this process since a worker last drained them:
+# such a queue is drained without first asking the database whether it has work (a read per
+# queue per round, some 15% of the queue lane's time at 100 tracked events a second).
+_QUEUED_KEY = "regulars.queued_work"
+_queued: set[str] = set()
+_queued_lock = threading.Lock()
 
 
-def wake_after_commit(session: Session, lane: Lane = Lane.QUEUES) -> None:
-    """Wake this process's loops of `lane` once the session's transaction commits."""
+def wake_after_commit(session: Session, lane: Lane = Lane.QUEUES, *, queue: str = "") -> None:
+    """Wake this process's loops of `lane` once the session's transaction commits. `queue`
+    names the domain queue that then has work due now (see `take_queued`)."""
     session.info.setdefault(_WAKE_KEY, set()).add(lane)
+    if queue:
+        session.info.setdefault(_QUEUED_KEY, set()).add(queue)
+
+
+def take_queued(queue: str) -> bool:
+    """Whether work due now was committed for `queue` in this process since the last call
+    for it (which forgets it): a worker drains such a queue without looking first."""
+    with _queued_lock:
+        found = queue in _queued
+        _queued.discard(queue)
+    return found
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_on_commit(session: Session) -> None:
+    queued = session.info.pop(_QUEUED_KEY, None)
+    if queued:
+        with _queued_lock:
+            _queued.update(queued)
     for lane in session.info.pop(_WAKE_KEY, ()):
         wake(lane)
 
@@ -269,6 +291,7 @@ def _wake_on_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_on_rollback(session: Session) -> None:
     session.info.pop(_WAKE_KEY, None)
+    session.info.pop(_QUEUED_KEY, None)
 
 
 def wake(lane: Lane | None = None) -> None:

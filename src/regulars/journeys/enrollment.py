@@ -37,6 +37,8 @@ from regulars.journeys.nodes import matches
 from regulars.kit import clock
 from regulars.kit.ids import new_id
 
+RUNS_QUEUE = "journeys.runs"  # the worker's queue of due runs (tasks.advance_runs)
+
 
 @dataclass(frozen=True, slots=True)
 class Entrant:
@@ -84,7 +86,7 @@ def enroll_many(
         rows += [_run_row(version, entrant, key, now=now) for entrant, key in chosen]
     started = repository.insert_runs(session, rows)
     if any(row["due_at"] <= now for row in rows):
-        jobs.wake_after_commit(session)
+        jobs.wake_after_commit(session, queue=RUNS_QUEUE)
     return started
 
 
@@ -285,7 +287,7 @@ def _wake(
     customer_ids = sorted({e.customer_id for e in waited})
     names = sorted({e.name for e in waited})
     if repository.wake(session, customer_ids, names, now):
-        jobs.wake_after_commit(session)
+        jobs.wake_after_commit(session, queue=RUNS_QUEUE)
 
 
 def _start(

@@ -14,6 +14,7 @@ from regulars.config import get_settings
 from regulars.db import session_scope
 from regulars.jobs import service as jobs
 from regulars.journeys import service
+from regulars.journeys.enrollment import RUNS_QUEUE
 from regulars.journeys.execution import WEBHOOK_JOB
 from regulars.kit import clock
 from regulars.kit.webhooks import is_transient, sign
@@ -21,7 +22,7 @@ from regulars.kit.webhooks import is_transient, sign
 log = logging.getLogger(__name__)
 
 
-@jobs.queue("journeys.runs", has_work=service.any_due)
+@jobs.queue(RUNS_QUEUE, has_work=service.any_due)
 def advance_runs(worker_id: str, now: datetime, limit: int) -> int:
     """One round: claim due runs and move them along, all in one transaction. When the
     batch fails, its runs go one by one, so one bad run cannot hold up the others."""

@@ -35,6 +35,8 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 INBOUND_EVENT = "message.received"
 MAX_BATCH = 5000
 
+DELIVERIES_QUEUE = "messages.deliveries"  # the worker's queue (tasks.deliver_due)
+
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
@@ -109,8 +111,8 @@ def send_many(session: Session, requests: Sequence[SendRequest]) -> list[str]:
     inserted = repository.insert_deliveries(session, [p.row for p in plans.values()])
     stored = [p.row for p in plans.values() if p.row["id"] in inserted]
     customers.record_system_events(session, [timeline_event(row) for row in stored])
-    if any(row["status"] == DeliveryStatus.QUEUED for row in stored):
-        jobs.wake_after_commit(session)
+    if any(_due_now(row, context.now) for row in stored):
+        jobs.wake_after_commit(session, queue=DELIVERIES_QUEUE)
     for p in plans.values():
         if p.row["idempotency_key"] and p.row["id"] in inserted:
             known[p.row["idempotency_key"]] = p.row["id"]
@@ -152,6 +154,11 @@ def timeline_event(row: Mapping[str, Any]) -> customers.SystemEvent:
 
 
 # --- gathering: a fixed number of queries per batch ---
+
+
+def _due_now(row: Mapping[str, Any], now: datetime) -> bool:
+    due: datetime | None = row["next_attempt_at"]
+    return row["status"] == DeliveryStatus.QUEUED and due is not None and due <= now
 
 
 def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) -> Context:

@@ -13,11 +13,12 @@ from regulars.db import session_scope
 from regulars.jobs import service as jobs
 from regulars.messages import broadcasts, dispatch, outcomes
 from regulars.messages import service as _service  # noqa: F401  (registers the merge listener)
+from regulars.messages.sending import DELIVERIES_QUEUE
 
 log = logging.getLogger(__name__)
 
 
-@jobs.queue("messages.deliveries", has_work=dispatch.any_due)
+@jobs.queue(DELIVERIES_QUEUE, has_work=dispatch.any_due)
 def deliver_due(worker_id: str, now: datetime, limit: int) -> int:
     """One round: claim due deliveries, hand them to providers, record what happened.
     Its own batch size (REGULARS_DISPATCH_BATCH_SIZE): providers take messages in bulk."""
