@@ -59,12 +59,19 @@ class WorkerProcess:
         return self.process.wait(timeout=DEADLINE_SECONDS)
 
 
-def wait_for(condition: Callable[[], bool], what: str, *processes: WorkerProcess) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    what: str | Callable[[], str],
+    *processes: WorkerProcess,
+) -> None:
+    """Poll `condition` until the deadline; `what` (or what it answers then) says what was
+    awaited, and how far it got, in the failure."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     while not condition():
         if time.monotonic() > deadline:
             logs = "\n".join(p.output for p in processes)
-            pytest.fail(f"gave up waiting for {what}; worker output:\n{logs}")
+            awaited = what() if callable(what) else what
+            pytest.fail(f"gave up waiting for {awaited}; worker output:\n{logs}")
         time.sleep(0.05)
 
 
@@ -134,14 +141,21 @@ if os.environ.get("REGULARS_TEST_DATABASE_URL"):  # exists only where PostgreSQL
             for n in range(500):
                 service.enqueue(session, "tests.record", {"n": n})
 
-        def all_done() -> bool:
+        def by_status() -> dict[str, int]:
+            """The test's jobs only: the workers' recurring jobs (the segment sweep...) are
+            done too, at moments of their own."""
             with database.session(readonly=True) as session:
-                done = session.scalar(
-                    select(func.count()).select_from(Job).where(Job.status == JobStatus.DONE)
+                query = (
+                    select(Job.status, func.count())
+                    .where(Job.kind == "tests.record")
+                    .group_by(Job.status)
                 )
-                return done == 500
+                return {str(status): count for status, count in session.execute(query)}
 
-        wait_for(all_done, "500 jobs done", *workers)
+        def all_done() -> bool:
+            return by_status().get(JobStatus.DONE, 0) == 500
+
+        wait_for(all_done, lambda: f"500 jobs done (jobs by status: {by_status()})", *workers)
         assert [worker.stop() for worker in workers] == [0, 0]
         effects = recorded(database)
         assert sorted(n for n, _ in effects) == list(range(500))
