@@ -114,12 +114,14 @@ def entry_history(
 ) -> list[tuple[str, str, str, str, datetime]]:
     """(journey, customer, entry key, state, entered at) of every run of these customers in
     these journeys."""
-    found: list[tuple[str, str, str, str, datetime]] = []
-    query = prepared(session, ("journeys.entry_history",), lambda: _history_query(session))
-    for chunk in chunks(list(customer_ids)):
-        rows = session.execute(query, {"journeys": list(journey_ids), "ids": list(chunk)})
-        found.extend((r[0], r[1], r[2], r[3], r[4]) for r in rows)
-    return found
+    rows = read_in_chunks(
+        session,
+        ("journeys.entry_history",),
+        lambda: _history_query(session),
+        list(customer_ids),
+        params={"journeys": list(journey_ids)},
+    )
+    return [(r.journey_id, r.customer_id, r.entry_key, r.state, r.entered_at) for r in rows]
 
 
 def _history_query(session: Session) -> Select[Any]:

@@ -87,18 +87,20 @@ def current_templates(
 ) -> list[tuple[Template, TemplateVersion]]:
     """The templates of these keys, every channel, each with its current version: one read
     for a send's templates (it was one per key and one per channel)."""
-    query = (
-        select(Template, TemplateVersion)
-        .join(
-            TemplateVersion,
-            and_(
-                TemplateVersion.template_id == Template.id,
-                TemplateVersion.version == Template.version,
-            ),
+
+    def build() -> Select[Template, TemplateVersion]:
+        current = and_(
+            TemplateVersion.template_id == Template.id,
+            TemplateVersion.version == Template.version,
         )
-        .where(one_of(session, Template.key, sorted(keys)))
-    )
-    return [(template, version) for template, version in session.execute(query)]
+        return (
+            select(Template, TemplateVersion)
+            .join(TemplateVersion, current)
+            .where(one_of_parameter(session, Template.key, "ids"))
+        )
+
+    rows = read_in_chunks(session, ("messages.current_templates",), build, sorted(keys))
+    return [(row.Template, row.TemplateVersion) for row in rows]
 
 
 def get_version(session: Session, template_id: str, version: int) -> TemplateVersion | None:

@@ -67,13 +67,16 @@ class Plan:
     error: str | None = None
 
 
+_Templates = templates.CurrentTemplates
+
+
 @dataclass(slots=True)
 class Context:
     """Everything the policies and rendering read, loaded once for a whole batch."""
 
     now: datetime
     customers: dict[str, CustomerRead]
-    templates: dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]
+    templates: _Templates
     suppressions: dict[tuple[MessageChannel, str], str]
     pauses: dict[str, datetime]
     recent: dict[str, list[tuple[MessageChannel, datetime]]]
@@ -198,9 +201,6 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
         caps=caps,
         quiet=quiet_hours(),
     )
-
-
-_Templates = dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]
 
 
 def _channels_of(request: SendRequest, found_templates: _Templates) -> list[MessageChannel]:

@@ -147,13 +147,13 @@ def delete(session: Session, key: str, channel: MessageChannel) -> None:
     session.flush()
 
 
-def current_by_key(
-    session: Session, keys: Collection[str]
-) -> dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]:
+# Templates by key, then channel, each with its current version: what a send renders from.
+CurrentTemplates = dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]]
+
+
+def current_by_key(session: Session, keys: Collection[str]) -> CurrentTemplates:
     """Each key's templates by channel, with their current versions, in one read."""
-    found: dict[str, dict[MessageChannel, tuple[Template, TemplateVersion]]] = {
-        key: {} for key in keys
-    }
+    found: CurrentTemplates = {key: {} for key in keys}
     for template, version in repository.current_templates(session, keys):
         found[template.key][MessageChannel(template.channel)] = (template, version)
     return found
