@@ -4,6 +4,7 @@ tracked event to its journey's message reaching the provider, with the embedded 
     python -m bench.journeys [--quick] [--db sqlite|postgresql|both] [--customers N]
                              [--seconds S] [--rate R] [--seed N] [--pg-url URL] [--profile]
                              [--drain-processes N] [--worker-process] [--worker-threads N]
+                             [--drains-only]
 
 The store: N customers (100,000; --quick 2,000) made from --seed, each an identify (email,
 phone, first name, locale en-GB or de-DE 50/50 with the time zone Europe/London or
@@ -305,6 +306,7 @@ class Drain:
     executions: int = 0
     seconds: float = 0.0
     rounds: int = 0
+    cpu_seconds: float = 0.0  # this process's, SQLite's included: steadier than the wall
     round_ms: list[float] = field(default_factory=list)
 
     def trend(self) -> dict[str, float]:
@@ -324,7 +326,7 @@ def drain(profiler: cProfile.Profile | None, *, worker: str = "bench") -> Drain:
     found = Drain()
     while True:
         now = clock.now()
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
         executed = journey_tasks.advance_runs(worker, now, 500)
@@ -332,11 +334,20 @@ def drain(profiler: cProfile.Profile | None, *, worker: str = "bench") -> Drain:
             profiler.disable()
         seconds = time.perf_counter() - began
         found.seconds += seconds
+        found.cpu_seconds += time.process_time() - cpu_began
         if not executed:
             return found
         found.executions += executed
         found.rounds += 1
         found.round_ms.append(seconds * 1000)
+
+
+def _cpu_us_per_execution(part: Drain) -> float | None:
+    """The draining process's CPU per node execution (None for drains in other processes,
+    whose CPU this process does not see)."""
+    if not part.cpu_seconds or not part.executions:
+        return None
+    return round(part.cpu_seconds / part.executions * 1e6, 1)
 
 
 def _drain_in_child(url: str, at: datetime, worker: str, ready: Any, go: Any, out: Any) -> None:
@@ -500,13 +511,14 @@ def execution_figures(
     raw, raw_rows = raw_write_rate(day0.executions + day1.executions)
     extra: dict[str, Any] = {"profiled": True} if profile else {}
     total = Drain(day0.executions + day1.executions, day0.seconds + day1.seconds,
-                  day0.rounds + day1.rounds)  # fmt: skip
+                  day0.rounds + day1.rounds, day0.cpu_seconds + day1.cpu_seconds)  # fmt: skip
     for name, part in (("node_executions", total), ("node_executions_day0", day0),
                        ("node_executions_day1", day1)):  # fmt: skip
         rate = part.executions / part.seconds
         figure(BENCH, f"{name}_per_s", db, rate, "executions/s", ratio=round(rate / raw, 3),
                executions=part.executions, seconds=round(part.seconds, 2), rounds=part.rounds,
-               runs=count, worker_processes=processes, **part.trend(), **extra)  # fmt: skip
+               cpu_us_per_execution=_cpu_us_per_execution(part), runs=count,
+               worker_processes=processes, **part.trend(), **extra)  # fmt: skip
     figure(BENCH, "raw_writes_per_s", db, raw, "rows/s", rows=raw_rows, per_commit=RAW_BATCH)
     queued = journey_deliveries()
     figure(BENCH, "deliveries_queued", db, sum(queued.values()), "deliveries", by=queued)
@@ -825,6 +837,7 @@ def bench_database(
     processes: int,
     worker_process: bool,
     worker_threads: int,
+    drains_only: bool,
 ) -> None:
     url = fresh_database(db, pg_url=pg_url)
     set_database(Database(url))
@@ -835,6 +848,8 @@ def bench_database(
         if db == "postgresql":
             vacuum(url, ("customers", "customer_identities", "events", "consents"))
         execution_figures(db, url, count=count, seed=seed, profile=profile, processes=processes)
+        if drains_only:
+            return
         with SinkProcess() as sink:
             latency_figures(db, url, sink, seconds=seconds, rate=rate, count=count,
                             worker_process=worker_process,
@@ -875,6 +890,11 @@ def main() -> None:
         default=1,
         help="threads of that worker process (`regulars worker -c N`; PostgreSQL only)",
     )
+    parser.add_argument(
+        "--drains-only",
+        action="store_true",
+        help="the node-execution figures only, no event-to-provider phase (to compare code)",
+    )
     args = parser.parse_args()
     if args.worker_threads > 1 and (args.db != "postgresql" or not args.worker_process):
         parser.error("--worker-threads N needs --worker-process and --db postgresql")
@@ -894,6 +914,7 @@ def main() -> None:
             processes=args.drain_processes if db == "postgresql" else 1,  # one writer on SQLite
             worker_process=args.worker_process,
             worker_threads=args.worker_threads,
+            drains_only=args.drains_only,
         )
 
 

@@ -84,6 +84,22 @@ def test_strict_rendering_names_the_missing_variable_its_field_and_line() -> Non
     assert failed.value.reason == "customer.first_name is not defined (subject, line 1)"
 
 
+@pytest.mark.parametrize(
+    "text", ["Spring is here", "{ braces } and 100% off", "{ {not liquid} }", "a\n\n b "]
+)
+def test_text_without_liquid_renders_as_written(text: str) -> None:
+    compiled = sms(text)
+    assert compiled.fields["body"].constant == text
+    assert body_of(compiled, {}) == text
+
+
+def test_text_with_liquid_is_never_taken_as_written() -> None:
+    compiled = sms("{% if customer %}Hi{% endif %} {{- ' there' }}")
+    assert compiled.fields["body"].constant is None
+    assert body_of(compiled, {"customer": {"id": "c1"}}) == "Hi there"
+    assert body_of(compiled, {}) == " there"
+
+
 def test_a_missing_root_variable_is_named_without_quotes() -> None:
     assert failure(sms("Hi\nthere {{ nobody }}")) == "nobody is not defined (body, line 2)"
 

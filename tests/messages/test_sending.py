@@ -236,6 +236,27 @@ def test_inline_content_is_rendered_strictly_without_a_template(
     assert delivery(broken).status == DeliveryStatus.FAILED
 
 
+def test_facts_and_links_are_there_when_a_template_reads_them(
+    moved: FrozenClock, customer: CustomerFactory
+) -> None:
+    ada = customer("ada", phone=PHONE, first_name="Ada")
+    body = (
+        "{{ facts.orders_count }} orders, {{ facts.event_counts.size }} kinds;"
+        " {% for item in facts %}{% if item[0] == 'refunds_count' %}{{ item[1] }}{% endif %}"
+        "{% endfor %} refunds; {{ links.preferences }}"
+    )
+
+    made = send(ada, content={"body": body}, channel=MessageChannel.SMS)
+    missing = send(ada, content={"body": "{{ facts.nothing }}"}, channel=MessageChannel.SMS)
+
+    content = delivery(made).content
+    assert content is not None
+    text = str(content["body"])
+    assert text.startswith("0 orders, 0 kinds; 0 refunds; http")
+    assert "/m/p/" in text
+    assert delivery(missing).status == DeliveryStatus.FAILED
+
+
 # --- frequency caps ---
 
 

@@ -28,12 +28,12 @@ def id_floor(at: datetime) -> str:
     return _encoded(int(at.timestamp() * 1000) << 80)
 
 
+# Two characters (10 bits) at a time: half the time of a loop over 26 characters.
+_PAIRS = [_ALPHABET[bits >> 5] + _ALPHABET[bits & 31] for bits in range(1024)]
+
+
 def _encoded(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 _seeded: random.Random | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
@@ -40,7 +39,7 @@ def _unb64(text: str) -> bytes:
 
 def _mac(secret: str, purpose: str, payload: str) -> str:
     message = f"{purpose}.{payload}".encode()
-    return _b64(hmac.new(secret.encode(), message, hashlib.sha256).digest()[:20])
+    return _b64(hmac.digest(secret.encode(), message, "sha256")[:20])
 
 
 def sign(

@@ -3,6 +3,7 @@ the preference centre. Each purpose signs its own token (kit/signing.py)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,9 +23,12 @@ def secret() -> str:
     """REGULARS_SECRET_KEY, or in development a key derived from the database URL (stable
     across restarts, so links in sent messages keep working; set the key in production)."""
     settings = get_settings()
-    if settings.secret_key:
-        return settings.secret_key
-    return hashlib.sha256(f"regulars-dev:{settings.database_url}".encode()).hexdigest()
+    return settings.secret_key or _development_secret(settings.database_url)
+
+
+@functools.lru_cache(maxsize=8)  # three links a message asked for it
+def _development_secret(database_url: str) -> str:
+    return hashlib.sha256(f"regulars-dev:{database_url}".encode()).hexdigest()
 
 
 def _base() -> str:

@@ -84,11 +84,13 @@ def line_column(text: str, index: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class LiquidField:
-    """One field parsed both ways, with where it came from."""
+    """One field parsed both ways, with where it came from; `constant`, the text of a field
+    with no Liquid in it, which renders to itself (an empty preheader: no render needed)."""
 
     origin: Origin
     strict: BoundTemplate
     lenient: BoundTemplate
+    constant: str | None = None
 
 
 def parse(text: str, origin: Origin) -> LiquidField | TemplateProblem:
@@ -104,7 +106,8 @@ def parse(text: str, origin: Origin) -> LiquidField | TemplateProblem:
             return TemplateProblem(
                 origin.field, f"unknown filter '{name}'", *(where or (None, None))
             )
-    return LiquidField(origin, strict, _LENIENT.from_string(text))
+    plain = "{{" not in text and "{%" not in text and strict.render() == text
+    return LiquidField(origin, strict, _LENIENT.from_string(text), text if plain else None)
 
 
 # --- Environments ---------------------------------------------------------------------------

@@ -149,6 +149,8 @@ class _Fill:
 
     def __call__(self, key: str) -> str:
         liquid = self.compiled.fields[key]
+        if liquid.constant is not None:
+            return liquid.constant
         template = liquid.strict if self.strict else liquid.lenient
         try:
             return template.render(self.namespace)

@@ -9,7 +9,7 @@ The worker (messages/dispatch.py) carries the queued rows to the providers.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,7 +113,8 @@ def send_many(session: Session, requests: Sequence[SendRequest]) -> list[str]:
         _count_towards_caps(context, plans[index].row)
     inserted = repository.insert_deliveries(session, [p.row for p in plans.values()])
     stored = [p.row for p in plans.values() if p.row["id"] in inserted]
-    customers.record_system_events(session, [timeline_event(row) for row in stored])
+    # Their keys carry the ids of deliveries made above, so none can be stored yet.
+    customers.record_system_events(session, [timeline_event(row) for row in stored], new_keys=True)
     if any(_due_now(row, context.now) for row in stored):
         jobs.wake_after_commit(session, queue=DELIVERIES_QUEUE)
     for p in plans.values():
@@ -513,7 +514,7 @@ def render(
         whatsapp_free_text=_window_open(context.whatsapp_last_inbound.get(customer.id), at),
     )
     if channel == MessageChannel.EMAIL:
-        content = _tracked(content, row["id"], keep=variables["links"].values())
+        content = _tracked(content, row["id"], keep=variables["links"].made())
     return content
 
 
@@ -530,13 +531,60 @@ def _variables(
     return {
         "customer": profile,
         "traits": customer.traits,
-        "facts": customer.facts.model_dump(mode="json"),
+        "facts": _Deferred(lambda: customer.facts.model_dump(mode="json")),
         "event": dict(request.event),
-        "links": {
-            "unsubscribe": links.unsubscribe_url(delivery_id),
-            "preferences": links.preferences_url(customer.id, now=now),
-        },
+        "links": _Links(delivery_id, customer.id, now=now),
     }
+
+
+class _Deferred(Mapping[str, Any]):
+    """A namespace made when a template first reads from it: few print the facts, and
+    making them is a fifth of what a message's variables cost."""
+
+    def __init__(self, make: Callable[[], dict[str, Any]]) -> None:
+        self._make = make
+        self._made: dict[str, Any] | None = None
+
+    def _values(self) -> dict[str, Any]:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+class _Links(Mapping[str, str]):
+    """`links.unsubscribe` and `links.preferences`, each signed when a template first reads
+    it: an SMS seldom prints either, and each is an HMAC and a token (a tenth of a send)."""
+
+    def __init__(self, delivery_id: str, customer_id: str, *, now: datetime) -> None:
+        self._makers: dict[str, Callable[[], str]] = {
+            "unsubscribe": lambda: links.unsubscribe_url(delivery_id),
+            "preferences": lambda: links.preferences_url(customer_id, now=now),
+        }
+        self._made: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self._made:
+            self._made[key] = self._makers[key]()  # KeyError: Liquid's "not defined"
+        return self._made[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def made(self) -> list[str]:
+        """The links a template printed (or read), which click tracking must leave alone."""
+        return list(self._made.values())
 
 
 def _tracked(content: dict[str, Any], delivery_id: str, *, keep: Iterable[str]) -> dict[str, Any]:
