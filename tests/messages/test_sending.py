@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from regulars.config import reset_settings
@@ -248,13 +249,24 @@ def test_facts_and_links_are_there_when_a_template_reads_them(
 
     made = send(ada, content={"body": body}, channel=MessageChannel.SMS)
     missing = send(ada, content={"body": "{{ facts.nothing }}"}, channel=MessageChannel.SMS)
+    as_json = send(
+        ada, content={"body": "{{ facts | json }}|{{ links | json }}"}, channel=MessageChannel.SMS
+    )
 
-    content = delivery(made).content
-    assert content is not None
-    text = str(content["body"])
+    text = sms_body(made)
     assert text.startswith("0 orders, 0 kinds; 0 refunds; http")
     assert "/m/p/" in text
     assert delivery(missing).status == DeliveryStatus.FAILED
+    facts_json, links_json = sms_body(as_json).split("|")
+    assert orjson.loads(facts_json)["orders_count"] == 0
+    assert orjson.loads(facts_json)["event_counts"] == {}
+    assert sorted(orjson.loads(links_json)) == ["preferences", "unsubscribe"]
+
+
+def sms_body(delivery_id: str) -> str:
+    content = delivery(delivery_id).content
+    assert content is not None
+    return str(content["body"])
 
 
 # --- frequency caps ---

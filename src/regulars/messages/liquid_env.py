@@ -271,12 +271,18 @@ def _when(value: object) -> date | None:
     return None
 
 
+def _jsonable(value: object) -> object:
+    """What orjson cannot write itself: a mapping made on demand (a message's `facts` and
+    `links`) as the object it stands for, anything else as its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 @with_context
 def _json(value: object, *, context: LiquidContext) -> str:
     if isinstance(value, Undefined):
         return str(value) or "null"
     try:
-        return orjson.dumps(value, default=str).decode()
+        return orjson.dumps(value, default=_jsonable).decode()
     except TypeError as exc:  # orjson.JSONEncodeError: a cycle or a key that is not a string
         return _bad_input(context, f"json: {exc}")
 

@@ -559,6 +559,9 @@ class _Deferred(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._values())
 
+    def __str__(self) -> str:  # what `{{ facts }}` prints: as the dict it stands for
+        return str(self._values())
+
 
 class _Links(Mapping[str, str]):
     """`links.unsubscribe` and `links.preferences`, each signed when a template first reads
@@ -581,6 +584,9 @@ class _Links(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._makers)
+
+    def __str__(self) -> str:  # what `{{ links }}` prints: as the dict it stands for
+        return str(dict(self))
 
     def made(self) -> list[str]:
         """The links a template printed (or read), which click tracking must leave alone."""
