@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,14 +114,26 @@ def entry_history(
 ) -> list[tuple[str, str, str, str, datetime]]:
     """(journey, customer, entry key, state, entered at) of every run of these customers in
     these journeys."""
-    rows = read_in_chunks(
+    rows = _runs_of(session, "journeys.entry_history", _history_query, journey_ids, customer_ids)
+    return [(r.journey_id, r.customer_id, r.entry_key, r.state, r.entered_at) for r in rows]
+
+
+def _runs_of(
+    session: Session,
+    key: str,
+    build: Callable[[Session], Select[Any]],
+    journey_ids: Sequence[str],
+    customer_ids: Sequence[str],
+) -> list[Row[Any]]:
+    """The rows of a select of runs by journey (list parameter "journeys") and customer
+    ("ids"), built once per `key`, a chunk of customers at a time."""
+    return read_in_chunks(
         session,
-        ("journeys.entry_history",),
-        lambda: _history_query(session),
+        (key,),
+        lambda: build(session),
         list(customer_ids),
         params={"journeys": list(journey_ids)},
     )
-    return [(r.journey_id, r.customer_id, r.entry_key, r.state, r.entered_at) for r in rows]
 
 
 def _history_query(session: Session) -> Select[Any]:
@@ -276,19 +288,12 @@ def in_flight(
 ) -> list[Row[Any]]:
     """The active and waiting runs of these customers in these journeys (locked on
     PostgreSQL: the caller ends some of them)."""
-    rows = read_in_chunks(
-        session,
-        ("journeys.in_flight",),
-        lambda: _in_flight_query(session),
-        list(customer_ids),
-        params={"journey_ids": list(journey_ids)},
-    )
-    return list(rows)
+    return _runs_of(session, "journeys.in_flight", _in_flight_query, journey_ids, customer_ids)
 
 
 def _in_flight_query(session: Session) -> Select[Any]:
     query = select(*(_RUNS.c[attribute.key] for attribute in RUN_COLUMNS)).where(
-        one_of_parameter(session, _RUNS.c.journey_id, "journey_ids"),
+        one_of_parameter(session, _RUNS.c.journey_id, "journeys"),
         one_of_parameter(session, _RUNS.c.customer_id, "ids"),
         _RUNS.c.state.in_(ACTIVE_STATES),
     )

@@ -30,6 +30,7 @@ from regulars.messages.models import (
     Template,
     TemplateVersion,
 )
+from regulars.messages.templates import CurrentTemplates
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 INBOUND_EVENT = "message.received"
@@ -67,16 +68,13 @@ class Plan:
     error: str | None = None
 
 
-_Templates = templates.CurrentTemplates
-
-
 @dataclass(slots=True)
 class Context:
     """Everything the policies and rendering read, loaded once for a whole batch."""
 
     now: datetime
     customers: dict[str, CustomerRead]
-    templates: _Templates
+    templates: CurrentTemplates
     suppressions: dict[tuple[MessageChannel, str], str]
     pauses: dict[str, datetime]
     recent: dict[str, list[tuple[MessageChannel, datetime]]]
@@ -172,7 +170,9 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
     settings = get_settings()
     customer_ids = sorted({r.customer_id for r in requests})
     found = customers.get_customers(session, customer_ids, identities=False)
-    found_templates = _templates(session, {r.template for r in requests if r.template})
+    found_templates = templates.current_by_key(
+        session, {r.template for r in requests if r.template}
+    )
     channels = _channels_in_play(requests, found_templates)
     caps = policy.parse_caps(settings.frequency_caps)
     longest = max((cap.window for cap in caps), default=timedelta(0))
@@ -204,7 +204,7 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
     )
 
 
-def _channels_of(request: SendRequest, found_templates: _Templates) -> list[MessageChannel]:
+def _channels_of(request: SendRequest, found_templates: CurrentTemplates) -> list[MessageChannel]:
     """The channels a request can be planned on: the asked one, or for "auto" its
     template's (`_available_channels`; with none, the request is refused whatever it reads)."""
     if request.channel is not None:
@@ -215,12 +215,12 @@ def _channels_of(request: SendRequest, found_templates: _Templates) -> list[Mess
 
 
 def _channels_in_play(
-    requests: Sequence[SendRequest], found_templates: _Templates
+    requests: Sequence[SendRequest], found_templates: CurrentTemplates
 ) -> set[MessageChannel]:
     return {channel for r in requests for channel in _channels_of(r, found_templates)}
 
 
-def _may_be_marketing(requests: Sequence[SendRequest], found_templates: _Templates) -> bool:
+def _may_be_marketing(requests: Sequence[SendRequest], found_templates: CurrentTemplates) -> bool:
     """Could any request be sent as marketing (the only category frequency caps count)?"""
     for request in requests:
         if request.category is not None:
@@ -243,10 +243,6 @@ def quiet_hours() -> policy.QuietHours:
         channels=frozenset(MessageChannel(c) for c in settings.quiet_hours_channels),
         transactional=settings.quiet_hours_transactional,
     )
-
-
-def _templates(session: Session, keys: Iterable[str]) -> _Templates:
-    return templates.current_by_key(session, set(keys))
 
 
 def _suppressions(
