@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 
 from regulars.config import reset_settings
 from regulars.customers import service as customers
@@ -261,6 +262,59 @@ def test_facts_and_links_are_there_when_a_template_reads_them(
     assert orjson.loads(facts_json)["orders_count"] == 0
     assert orjson.loads(facts_json)["event_counts"] == {}
     assert sorted(orjson.loads(links_json)) == ["preferences", "unsubscribe"]
+
+
+def test_a_batch_reads_each_customers_own_profile_and_facts(
+    moved: FrozenClock, customer: CustomerFactory
+) -> None:
+    ada = customer("ada", phone=PHONE, first_name="Ada", traits={"tier": {"name": "gold"}})
+    moved.advance(timedelta(seconds=1, microseconds=250))
+    bob = customer("bob", phone="+14155552672", first_name="Bob", traits={"tier": {"name": "tin"}})
+    order = {
+        "type": "track",
+        "userId": "bob",
+        "event": "Order Completed",
+        "properties": {"order_id": "o-1", "revenue": 42.5},
+        "messageId": "order-bob-1",
+        "timestamp": clock.now().isoformat(),
+    }
+    with session_scope() as session:
+        assert customers.ingest(session, [order], source="tests").rejected == []
+    body = (
+        "{{ customer.first_name }} {{ customer.traits.tier.name }} {{ customer.created_at }}"
+        " {{ facts.orders_count }} {{ facts.revenue_total }}"
+        " {{ facts.event_counts.size }}"
+    )
+    requests = [
+        SendRequest(customer_id=c, content={"body": body}, channel=MessageChannel.SMS)
+        for c in (ada, bob)
+    ]
+
+    with session_scope() as session:
+        made = service.send_many(session, requests)
+
+    assert sms_body(made[0]) == "Ada gold 2026-05-04T09:00:00Z 0 0.0 0"
+    assert sms_body(made[1]) == "Bob tin 2026-05-04T09:00:01.000250Z 1 42.5 1"
+
+
+def test_a_send_whose_templates_print_no_facts_does_not_read_them(
+    moved: FrozenClock, customer: CustomerFactory, database: Database
+) -> None:
+    ada = customer("ada", phone=PHONE, first_name="Ada")
+    facts_reads: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "customer_facts" in statement:
+            facts_reads.append(statement)
+
+    sqlalchemy_event.listen(database.writer, "before_cursor_execute", note)
+    try:
+        send(ada, content={"body": "Hi {{ customer.first_name }}"}, channel=MessageChannel.SMS)
+        assert facts_reads == []
+        send(ada, content={"body": "{{ facts.orders_count }}"}, channel=MessageChannel.SMS)
+        assert len(facts_reads) == 1
+    finally:
+        sqlalchemy_event.remove(database.writer, "before_cursor_execute", note)
 
 
 def sms_body(delivery_id: str) -> str:

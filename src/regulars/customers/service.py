@@ -17,8 +17,10 @@ from regulars.customers.ingest import PreparedBatch, ingest, prepare, store
 from regulars.customers.privacy import erase, export
 from regulars.customers.profiles import merge, resolve_id, set_consents, update_traits
 from regulars.customers.reads import (
+    Recipient,
     change_consents,
     consent_statuses,
+    facts_of,
     find_by_identity,
     find_by_phone,
     find_customer,
@@ -28,6 +30,7 @@ from regulars.customers.reads import (
     list_customers,
     list_events,
     recent_events,
+    recipients,
     time_zones,
     update_profile,
 )
@@ -38,6 +41,7 @@ from regulars.customers.timeline import SystemEvent, record_system_events
 __all__ = [
     "CustomerChange",
     "PreparedBatch",
+    "Recipient",
     "StoredEvent",
     "SystemEvent",
     "change_consents",
@@ -45,6 +49,7 @@ __all__ = [
     "consent_statuses",
     "erase",
     "export",
+    "facts_of",
     "find_by_identity",
     "find_by_phone",
     "find_customer",
@@ -61,6 +66,7 @@ __all__ = [
     "on_removal",
     "prepare",
     "recent_events",
+    "recipients",
     "record_system_events",
     "refresh_rfm",
     "resolve_id",

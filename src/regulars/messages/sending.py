@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from regulars.config import get_settings
 from regulars.customers import service as customers
-from regulars.customers.schemas import CustomerRead
+from regulars.customers.schemas import FactsRead
 from regulars.jobs import service as jobs
 from regulars.kit import clock, ids
 from regulars.messages import links, policy, rendering, repository, templates
@@ -73,7 +73,8 @@ class Context:
     """Everything the policies and rendering read, loaded once for a whole batch."""
 
     now: datetime
-    customers: dict[str, CustomerRead]
+    customers: dict[str, customers.Recipient]
+    facts: _BatchFacts
     templates: CurrentTemplates
     suppressions: dict[tuple[MessageChannel, str], str]
     pauses: dict[str, datetime]
@@ -169,7 +170,7 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
     recent marketing (each a query, per step of every run)."""
     settings = get_settings()
     customer_ids = sorted({r.customer_id for r in requests})
-    found = customers.get_customers(session, customer_ids, identities=False)
+    found = customers.recipients(session, customer_ids)
     found_templates = templates.current_by_key(
         session, {r.template for r in requests if r.template}
     )
@@ -185,6 +186,7 @@ def gather(session: Session, requests: Sequence[SendRequest], *, now: datetime) 
     return Context(
         now=now,
         customers=found,
+        facts=_BatchFacts(session, customer_ids),
         templates=found_templates,
         suppressions=_suppressions(session, found.values(), channels),
         pauses=repository.pauses_of(session, customer_ids),
@@ -246,7 +248,9 @@ def quiet_hours() -> policy.QuietHours:
 
 
 def _suppressions(
-    session: Session, people: Iterable[CustomerRead], channels: Collection[MessageChannel]
+    session: Session,
+    people: Iterable[customers.Recipient],
+    channels: Collection[MessageChannel],
 ) -> dict[tuple[MessageChannel, str], str]:
     people = list(people)
     found: dict[tuple[MessageChannel, str], str] = {}
@@ -282,7 +286,7 @@ def _whatsapp_last_inbound(
 
 
 def address_of(
-    channel: MessageChannel, customer: CustomerRead, push: Sequence[PushSubscription]
+    channel: MessageChannel, customer: customers.Recipient, push: Sequence[PushSubscription]
 ) -> str | None:
     if channel == MessageChannel.EMAIL:
         return customer.email
@@ -311,7 +315,7 @@ def policy_input(
         now=at,
         expires_at=request.expires_at,
         timezone=customer.timezone,
-        consents={(c.channel.value, c.topic): c.status.value for c in customer.consents},
+        consents=customer.consents,
         suppressed_reason=context.suppressions.get((channel, address)) if address else None,
         address=address,
         paused_until=context.pauses.get(customer.id),
@@ -498,7 +502,7 @@ def render(
         locale = wanted or "en"
         compiled, strict = rendering.compile_source(channel, dict(request.content)), True
     row["locale"] = locale
-    variables = _variables(request, customer, delivery_id=row["id"], now=context.now)
+    variables = _variables(request, context, delivery_id=row["id"])
     content = rendering.render(
         compiled,
         rendering.RenderContext(
@@ -520,22 +524,35 @@ def _window_open(last_inbound: datetime | None, at: datetime) -> bool:
     return last_inbound is not None and at < last_inbound + WHATSAPP_WINDOW
 
 
-def _variables(
-    request: SendRequest, customer: CustomerRead, *, delivery_id: str, now: datetime
-) -> dict[str, Any]:
-    profile = customer.model_dump(mode="json", exclude={"consents", "facts", "anonymous_ids"})
+def _variables(request: SendRequest, context: Context, *, delivery_id: str) -> dict[str, Any]:
+    customer = context.customers[request.customer_id]
     return {
-        "customer": profile,
+        "customer": customer.profile(),
         "traits": customer.traits,
-        "facts": _Deferred(lambda: customer.facts.model_dump(mode="json")),
+        "facts": _Deferred(lambda: context.facts.of(customer.id)),
         "event": dict(request.event),
-        "links": _Links(delivery_id, customer.id, now=now),
+        "links": _Links(delivery_id, customer.id, now=context.now),
     }
 
 
+class _BatchFacts:
+    """The facts of a batch's customers, read for all of them when a template first prints
+    one (two queries), and not at all when none does: most templates never print them."""
+
+    def __init__(self, session: Session, customer_ids: Sequence[str]) -> None:
+        self._session = session
+        self._customer_ids = customer_ids
+        self._read: dict[str, FactsRead] | None = None
+
+    def of(self, customer_id: str) -> dict[str, Any]:
+        if self._read is None:
+            self._read = customers.facts_of(self._session, self._customer_ids)
+        return self._read[customer_id].model_dump(mode="json")
+
+
 class _Deferred(Mapping[str, Any]):
-    """A namespace made when a template first reads from it: few print the facts, and
-    making them is a fifth of what a message's variables cost."""
+    """A namespace made when a template first reads from it: few templates print the
+    facts, which are read from the database only then (`_BatchFacts`)."""
 
     def __init__(self, make: Callable[[], dict[str, Any]]) -> None:
         self._make = make

@@ -336,16 +336,14 @@ def consent_statuses(
     session: Session, customer_ids: Collection[str]
 ) -> list[tuple[str, str, str, str]]:
     """(customer id, channel, topic, status) rows: the cheap read for policy checks."""
-    found: list[tuple[str, str, str, str]] = []
-    for chunk in chunks(sorted(customer_ids)):
-        query = select(Consent.customer_id, Consent.channel, Consent.topic, Consent.status)
-        found.extend(
-            (c, ch, t, st)
-            for c, ch, t, st in session.execute(
-                query.where(one_of(session, Consent.customer_id, chunk))
-            )
-        )
-    return found
+    table = table_of(Consent)
+
+    def build() -> Select[Any]:
+        columns = (table.c.customer_id, table.c.channel, table.c.topic, table.c.status)
+        return select(*columns).where(one_of_parameter(session, table.c.customer_id, "ids"))
+
+    rows = read_in_chunks(session, ("customers.consent_statuses",), build, sorted(customer_ids))
+    return [(c, channel, topic, status) for c, channel, topic, status in map(tuple, rows)]
 
 
 def add_consent_changes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
