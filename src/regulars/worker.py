@@ -74,13 +74,27 @@ class Worker:
         """One batch from each domain queue that has work (deliveries, journey runs); a
         failing queue is logged and the others still run."""
         at, handled = _now(now), 0
-        for queue in self.registry.queues:
+        queues = self.registry.queues
+        for index, queue in enumerate(queues):
+            later = [q.name for q in queues[index + 1 :]]
             try:
-                if _has_work(queue, at):
-                    handled += queue.drain(self.worker_id, at, self.batch_size)
+                with service.draining(self.worker_id, later=later):
+                    if self._has_work(queue, at):
+                        handled += queue.drain(self.worker_id, at, self.batch_size)
             except Exception:  # one broken queue must not stop jobs or the other queues
                 log.exception("queue %s failed", queue.name)
         return handled
+
+    def _has_work(self, queue: service.Queue, now: datetime) -> bool:
+        """Asked in a read just before the drain (so a delivery the journey drain queued a
+        moment ago is found in the same round): most rounds find nothing in most queues,
+        and a drain's claim is a write transaction, on SQLite a wait for the one writer."""
+        if queue.has_work is None or service.has_handed(queue.name, self.worker_id):
+            return True  # work handed over by an earlier drain of this round
+        if service.take_queued(queue.name):
+            return True  # work committed in this process a moment ago: no need to look
+        with session_scope(readonly=True) as session:
+            return queue.has_work(session, now=now)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Run until `stop` is set, in two lanes: the domain queues (journey steps,
@@ -186,16 +200,6 @@ class Worker:
     def release(self, job_ids: Sequence[int]) -> None:
         with session_scope() as session:
             service.release(session, job_ids, worker_id=self.worker_id)
-
-
-def _has_work(queue: service.Queue, now: datetime) -> bool:
-    """Asked in a read just before the drain (so a delivery the journey drain queued a moment
-    ago is found in the same round): most rounds find nothing in most queues, and a drain's
-    claim is a write transaction, on SQLite a wait for the one writer."""
-    if queue.has_work is None or service.take_queued(queue.name):
-        return True  # work committed in this process a moment ago: no need to look
-    with session_scope(readonly=True) as session:
-        return queue.has_work(session, now=now)
 
 
 def _now(now: datetime | None) -> datetime:

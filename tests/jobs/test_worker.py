@@ -517,6 +517,46 @@ def test_work_one_queue_makes_for_the_next_is_drained_in_the_same_round(
     assert delivered == ["delivery"]
 
 
+def test_work_handed_over_is_taken_by_a_later_queue_of_the_same_workers_round(
+    database: Database, registry: Registry, frozen: FrozenClock
+) -> None:
+    """As a journey step hands the deliveries it claimed to the deliveries drain: only to
+    a queue the round drains later, only for the worker whose round it is."""
+    asked: list[tuple[str, bool]] = []
+    taken: list[object] = []
+
+    def _steps(worker_id: str, now: datetime, limit: int) -> int:
+        for queue in ("tests.a_earlier", "tests.c_deliveries"):
+            asked.append((queue, service.drained_later(queue, worker_id)))
+        asked.append(("other worker", service.drained_later("tests.c_deliveries", "w2")))
+        service.hand_over("tests.c_deliveries", worker_id, "claimed")
+        return 1
+
+    def _earlier(worker_id: str, now: datetime, limit: int) -> int:
+        return 0
+
+    def _nothing_due(session: Session, *, now: datetime) -> bool:
+        return False
+
+    def _deliveries(worker_id: str, now: datetime, limit: int) -> int:
+        taken.extend(service.take_handed("tests.c_deliveries", worker_id))
+        return len(taken)
+
+    registry.queue("tests.a_earlier", has_work=_nothing_due)(_earlier)
+    registry.queue("tests.b_steps")(_steps)
+    registry.queue("tests.c_deliveries", has_work=_nothing_due)(_deliveries)
+
+    assert Worker(registry=registry, worker_id="w1").drain_queues() == 2
+    assert asked == [
+        ("tests.a_earlier", False),
+        ("tests.c_deliveries", True),
+        ("other worker", False),
+    ]
+    assert taken == ["claimed"]  # drained though its look finds nothing: it was handed work
+    assert service.take_handed("tests.c_deliveries", "w1") == []
+    assert not service.drained_later("tests.c_deliveries", "w1")  # outside a round
+
+
 def _queue_a_job_then_fail() -> None:
     with session_scope() as session:
         service.wake_after_commit(session, Lane.JOBS)

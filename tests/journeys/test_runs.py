@@ -12,18 +12,19 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from regulars.customers import service as customers
-from regulars.db import session_scope
+from regulars.db import Database, session_scope
 from regulars.jobs.models import Job
 from regulars.journeys import service as journeys
+from regulars.journeys import tasks as journey_tasks
 from regulars.journeys.execution import WEBHOOK_JOB
 from regulars.journeys.models import Journey, JourneyRun, JourneyStep, RunState
 from regulars.journeys.schemas import JourneyUpdate, RunCreate
 from regulars.kit import clock
 from regulars.kit.webhooks import verify_signature
-from regulars.messages.models import Delivery
+from regulars.messages.models import Delivery, DeliveryStatus
 from regulars.worker import Worker
 from tests.journeys.conftest import JourneyFactory, Track, run_worker
 from tests.messages.conftest import T0, CustomerFactory, TemplateFactory
@@ -53,6 +54,73 @@ def _start(key: str, customer_id: str, **properties: Any) -> str:
         return journeys.start_run(
             session, key, RunCreate(customer_id=customer_id, properties=properties)
         ).id
+
+
+def test_a_journeys_message_reaches_the_provider_in_the_round_that_queued_it(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    database: Database,
+) -> None:
+    """The step claims the delivery it queued in its own transaction and hands it to the
+    deliveries drain of the same round: two write transactions (the step, the outcome),
+    and the message goes out though the clock moved past the round's start (the round
+    began before the step queued it)."""
+    template("thanks", "email")
+    journey(
+        "thanked",
+        {
+            "trigger": {"type": "api"},
+            "start": "thanks",
+            "nodes": {"thanks": {"type": "send", "template": "thanks"}},
+        },
+    )
+    ann = customer("ann", email="ann@example.com", consents={"email": True})
+    _start("thanked", ann)
+    round_began = clock.now()
+    frozen_clock.advance(timedelta(milliseconds=40))
+    commits: list[str] = []
+
+    def count(_connection: Any) -> None:
+        commits.append("commit")
+
+    event.listen(database.writer, "commit", count)
+    try:
+        handled = Worker(worker_id="w1").drain_queues(round_began)
+    finally:
+        event.remove(database.writer, "commit", count)
+
+    assert handled == 2  # the step, then its delivery
+    with session_scope() as session:
+        (status,) = session.scalars(select(Delivery.status).where(Delivery.customer_id == ann))
+    assert status == DeliveryStatus.DELIVERED  # the sandbox's answer
+    assert len(commits) == 2
+
+
+def test_a_journey_drain_outside_a_worker_round_leaves_its_messages_queued(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+) -> None:
+    """Called alone (a test, the benchmark), no deliveries drain follows in the same round
+    to take what a step would claim: the step claims nothing."""
+    template("thanks", "email")
+    journey(
+        "thanked",
+        {
+            "trigger": {"type": "api"},
+            "start": "thanks",
+            "nodes": {"thanks": {"type": "send", "template": "thanks"}},
+        },
+    )
+    ann = customer("ann", email="ann@example.com", consents={"email": True})
+    _start("thanked", ann)
+    assert journey_tasks.advance_runs("w1", clock.now(), 500) == 1
+    with session_scope() as session:
+        (status,) = session.scalars(select(Delivery.status).where(Delivery.customer_id == ann))
+    assert status == DeliveryStatus.QUEUED
 
 
 def test_branch_on_event_history_sends_the_right_message(

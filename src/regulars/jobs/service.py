@@ -19,7 +19,8 @@ import random
 import re
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -278,6 +279,17 @@ def take_queued(queue: str) -> bool:
     return found
 
 
+def queued_in(session: Session, queue: str) -> bool:
+    """Whether this session's transaction queued work due now for `queue`."""
+    return queue in session.info.get(_QUEUED_KEY, ())
+
+
+def forget_queued(session: Session, queue: str) -> None:
+    """This transaction took care of the work it queued for `queue` (see `hand_over`):
+    its commit need not send the queue's next drain looking for it."""
+    session.info.get(_QUEUED_KEY, set()).discard(queue)
+
+
 @event.listens_for(Session, "after_commit")
 def _wake_on_commit(session: Session) -> None:
     queued = session.info.pop(_QUEUED_KEY, None)
@@ -318,6 +330,53 @@ def wait_for_work(bell: threading.Event, timeout: float) -> bool:
     rang = bell.wait(timeout)
     bell.clear()
     return rang
+
+
+# --- hand-over between the queues of one worker's round ---
+#
+# A drain may take the first step of a later queue's work inside its own transaction and
+# hand the result over: a journey step claims the deliveries it queued, and the deliveries
+# drain that follows in the same round of the same worker sends them without a claim
+# transaction of its own (on SQLite, one wait fewer for the one writer on an event's way to
+# its provider). Only within Worker.drain_queues, and only to a queue that round drains
+# later: work handed to nobody would wait out its lease.
+
+_round = threading.local()  # .worker_id and .later: the queues this round drains after this one
+_handed: dict[tuple[str, str], list[object]] = {}  # (queue, worker id) -> work handed over
+_handed_lock = threading.Lock()
+
+
+@contextmanager
+def draining(worker_id: str, *, later: Sequence[str]) -> Iterator[None]:
+    """Mark this thread as draining a queue of `worker_id`'s round, `later` to come."""
+    _round.worker_id, _round.later = worker_id, frozenset(later)
+    try:
+        yield
+    finally:
+        _round.worker_id, _round.later = None, frozenset()
+
+
+def drained_later(queue: str, worker_id: str) -> bool:
+    """Whether `worker_id`'s round drains `queue` after the drain running in this thread:
+    work handed over to it now is taken within the same round."""
+    return getattr(_round, "worker_id", None) == worker_id and queue in _round.later
+
+
+def hand_over(queue: str, worker_id: str, work: object) -> None:
+    """Give `work`, committed and claimed by `worker_id`, to its next drain of `queue`."""
+    with _handed_lock:
+        _handed.setdefault((queue, worker_id), []).append(work)
+
+
+def take_handed(queue: str, worker_id: str) -> list[object]:
+    """The work handed over to `worker_id`'s drain of `queue` (forgotten once taken)."""
+    with _handed_lock:
+        return _handed.pop((queue, worker_id), [])
+
+
+def has_handed(queue: str, worker_id: str) -> bool:
+    with _handed_lock:
+        return (queue, worker_id) in _handed
 
 
 def discover(package: str = "regulars") -> list[str]:

@@ -18,6 +18,7 @@ from regulars.journeys.enrollment import RUNS_QUEUE
 from regulars.journeys.execution import WEBHOOK_JOB
 from regulars.kit import clock
 from regulars.kit.webhooks import is_transient, sign
+from regulars.messages import service as messages
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,11 @@ def advance_runs(worker_id: str, now: datetime, limit: int) -> int:
     batch = get_settings().journey_batch_size
     try:
         with session_scope() as session:
-            return service.advance_due(session, now=now, limit=batch)
+            executed = service.advance_due(session, now=now, limit=batch)
+            deliveries = messages.claim_queued_deliveries(session, worker_id=worker_id, now=now)
+        if deliveries is not None:
+            messages.hand_over_deliveries(worker_id, deliveries)
+        return executed
     except Exception:  # isolate the failing run below; the error is logged there
         log.warning("a batch of journey runs failed; moving them one by one", exc_info=True)
     return _one_by_one(now, batch)

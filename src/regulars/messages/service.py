@@ -20,6 +20,7 @@ from regulars.config import get_settings
 from regulars.customers import service as customers
 from regulars.customers.schemas import EventRead
 from regulars.errors import NotFound, ValidationFailed
+from regulars.jobs import service as jobs
 from regulars.kit import clock, ids
 from regulars.kit.pagination import decode_cursor, encode_cursor
 from regulars.messages import (
@@ -72,12 +73,14 @@ from regulars.messages.sms_text import measure_sms
 __all__ = [
     "SendRequest",
     "cancel_broadcast",
+    "claim_queued_deliveries",
     "create_broadcast",
     "deliver_round",
     "expand_broadcast",
     "feedback",
     "get_broadcast",
     "get_delivery",
+    "hand_over_deliveries",
     "inbox",
     "links",
     "list_broadcasts",
@@ -141,6 +144,31 @@ def deliver_round(session: Session, *, worker_id: str, now: datetime) -> int:
             session, work, dispatch.deliver(work, now=now), worker_id=worker_id, now=now
         )
     return len(work.claimed)
+
+
+def claim_queued_deliveries(
+    session: Session, *, worker_id: str, now: datetime
+) -> dispatch.Round | None:
+    """In a worker's drain of another queue (a journey step), in that drain's transaction:
+    claim the deliveries due now for the deliveries drain that follows in the same round
+    of the same worker (`hand_over_deliveries` once committed), when this transaction
+    queued some. A journey's message then reaches its provider without a claim
+    transaction of its own (on SQLite, a wait fewer for the one writer) or a round more."""
+    queued = jobs.queued_in(session, sending.DELIVERIES_QUEUE)
+    if not queued or not jobs.drained_later(sending.DELIVERIES_QUEUE, worker_id):
+        return None
+    # The messages were queued at the clock's now, which may be past the round's start.
+    limit = get_settings().dispatch_batch_size
+    work = dispatch.claim(session, worker_id=worker_id, now=max(now, clock.now()), limit=limit)
+    if len(work.claimed) < limit:  # all that is due is claimed: no need to look again
+        jobs.forget_queued(session, sending.DELIVERIES_QUEUE)
+    return work if work.claimed else None
+
+
+def hand_over_deliveries(worker_id: str, work: dispatch.Round) -> None:
+    """Deliveries claimed by `claim_queued_deliveries`, committed: to the worker's next
+    deliveries drain (messages.tasks.deliver_due)."""
+    jobs.hand_over(sending.DELIVERIES_QUEUE, worker_id, work)
 
 
 def require_customer(session: Session, reference: str) -> str:
