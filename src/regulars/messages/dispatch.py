@@ -199,7 +199,7 @@ def provider_chain(session: Session, channel: MessageChannel) -> list[ProviderSp
     """The channel's enabled providers by priority: the fail-over order. None configured at
     all: the sandbox, which keeps what would have been sent. Providers configured but all
     disabled: an empty chain, so messages wait (retries) instead of vanishing in a sandbox."""
-    configured = repository.list_providers(session, channel)
+    configured = repository.channel_providers(session, channel)
     if not configured:
         return [ProviderSpec(SANDBOX, SANDBOX, {}, None, "")]
     return [_spec(p.name, p.kind, p.config, p.rate_per_second) for p in configured if p.enabled]

@@ -393,11 +393,25 @@ def list_suppressions(session: Session, *, limit: int) -> list[Suppression]:
 # --- providers ---
 
 
-def list_providers(session: Session, channel: MessageChannel | None = None) -> list[Provider]:
+def list_providers(session: Session) -> list[Provider]:
     query = select(Provider).order_by(Provider.channel, Provider.priority, Provider.name)
-    if channel is not None:
-        query = query.where(Provider.channel == channel)
     return list(session.scalars(query))
+
+
+def channel_providers(session: Session, channel: MessageChannel) -> list[Row[Any]]:
+    """A channel's providers by priority, as plain rows: every delivery claim reads them,
+    and an ORM query built anew was a third of a claim's time."""
+
+    def build() -> Select[Any]:
+        providers = table_of(Provider)
+        return (
+            select(providers)
+            .where(providers.c.channel == bindparam("channel"))
+            .order_by(providers.c.priority, providers.c.name)
+        )
+
+    query = prepared(session, ("messages.channel_providers",), build)
+    return list(session.execute(query, {"channel": channel}))
 
 
 def get_provider(session: Session, name: str) -> Provider | None:
