@@ -130,8 +130,7 @@ def _requests(session: Session, broadcast: Broadcast, members: list[str]) -> lis
 
 def _zones(session: Session, members: list[str]) -> dict[str, str]:
     default = get_settings().default_timezone
-    found = customers.get_customers(session, members)
-    zones = {m: found[m].timezone for m in members if m in found}
+    zones = customers.time_zones(session, members)  # one query, not whole profiles
     return {m: zones.get(m) or default for m in members}
 
 
