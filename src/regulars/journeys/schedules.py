@@ -95,9 +95,7 @@ def _fire_anniversaries(
     candidates = segments.matching_ids(session, rule, now=now)
     entrants = []
     for start in range(0, len(candidates), PAGE):
-        profiles = customers.get_customers(
-            session, candidates[start : start + PAGE], identities=False
-        )
+        profiles = customers.recipients(session, candidates[start : start + PAGE])
         for profile in profiles.values():
             entrant = _anniversary_entrant(
                 trigger, profile.id, profile.traits, profile.timezone, now
