@@ -56,17 +56,10 @@ def _start(key: str, customer_id: str, **properties: Any) -> str:
         ).id
 
 
-def test_a_journeys_message_reaches_the_provider_in_the_round_that_queued_it(
-    frozen_clock: clock.FrozenClock,
-    journey: JourneyFactory,
-    customer: CustomerFactory,
-    template: TemplateFactory,
-    database: Database,
-) -> None:
-    """The step claims the delivery it queued in its own transaction and hands it to the
-    deliveries drain of the same round: two write transactions (the step, the outcome),
-    and the message goes out though the clock moved past the round's start (the round
-    began before the step queued it)."""
+def _thanked_on_its_way(
+    journey: JourneyFactory, customer: CustomerFactory, template: TemplateFactory
+) -> str:
+    """A run started, due now, whose one node sends an email: answers the customer's id."""
     template("thanks", "email")
     journey(
         "thanked",
@@ -78,6 +71,28 @@ def test_a_journeys_message_reaches_the_provider_in_the_round_that_queued_it(
     )
     ann = customer("ann", email="ann@example.com", consents={"email": True})
     _start("thanked", ann)
+    return ann
+
+
+def _delivery_status(customer_id: str) -> str:
+    with session_scope() as session:
+        query = select(Delivery.status).where(Delivery.customer_id == customer_id)
+        (status,) = session.scalars(query)
+    return status
+
+
+def test_a_journeys_message_reaches_the_provider_in_the_round_that_queued_it(
+    frozen_clock: clock.FrozenClock,
+    journey: JourneyFactory,
+    customer: CustomerFactory,
+    template: TemplateFactory,
+    database: Database,
+) -> None:
+    """The step claims the delivery it queued in its own transaction and hands it to the
+    deliveries drain of the same round: two write transactions (the step, the outcome),
+    and the message goes out though the clock moved past the round's start (the round
+    began before the step queued it)."""
+    ann = _thanked_on_its_way(journey, customer, template)
     round_began = clock.now()
     frozen_clock.advance(timedelta(milliseconds=40))
     commits: list[str] = []
@@ -92,9 +107,7 @@ def test_a_journeys_message_reaches_the_provider_in_the_round_that_queued_it(
         event.remove(database.writer, "commit", count)
 
     assert handled == 2  # the step, then its delivery
-    with session_scope() as session:
-        (status,) = session.scalars(select(Delivery.status).where(Delivery.customer_id == ann))
-    assert status == DeliveryStatus.DELIVERED  # the sandbox's answer
+    assert _delivery_status(ann) == DeliveryStatus.DELIVERED  # the sandbox's answer
     assert len(commits) == 2
 
 
@@ -106,21 +119,9 @@ def test_a_journey_drain_outside_a_worker_round_leaves_its_messages_queued(
 ) -> None:
     """Called alone (a test, the benchmark), no deliveries drain follows in the same round
     to take what a step would claim: the step claims nothing."""
-    template("thanks", "email")
-    journey(
-        "thanked",
-        {
-            "trigger": {"type": "api"},
-            "start": "thanks",
-            "nodes": {"thanks": {"type": "send", "template": "thanks"}},
-        },
-    )
-    ann = customer("ann", email="ann@example.com", consents={"email": True})
-    _start("thanked", ann)
+    ann = _thanked_on_its_way(journey, customer, template)
     assert journey_tasks.advance_runs("w1", clock.now(), 500) == 1
-    with session_scope() as session:
-        (status,) = session.scalars(select(Delivery.status).where(Delivery.customer_id == ann))
-    assert status == DeliveryStatus.QUEUED
+    assert _delivery_status(ann) == DeliveryStatus.QUEUED
 
 
 def test_branch_on_event_history_sends_the_right_message(

@@ -89,23 +89,34 @@ def customer_reads(
         consents[consent.customer_id].append(_consent_read(consent))
     return [
         CustomerRead(
-            id=c.id,
-            external_id=c.external_id,
+            **_profile_values(c),
             anonymous_ids=anonymous_ids[c.id],
-            email=c.email,
-            phone=c.phone,
-            first_name=c.first_name,
-            last_name=c.last_name,
-            timezone=c.timezone,
-            locale=c.locale,
-            traits=c.traits,
             facts=facts[c.id],
             consents=consents[c.id],
-            created_at=c.created_at,
-            updated_at=c.updated_at,
         )
         for c in customers
     ]
+
+
+# A profile's own columns, as CustomerRead and Recipient carry them.
+_PROFILE_FIELDS = (
+    "id",
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "locale",
+    "traits",
+    "created_at",
+    "updated_at",
+)
+
+
+def _profile_values(customer: Any) -> dict[str, Any]:
+    """`customer`: a Customer, a plain profile row or a Recipient."""
+    return {name: getattr(customer, name) for name in _PROFILE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,19 +141,10 @@ class Recipient:
     def profile(self) -> dict[str, Any]:
         """The profile as templates read `customer`: CustomerRead's JSON form without the
         identities, facts and consents (times in UTC, ISO 8601 with a Z)."""
-        return {
-            "id": self.id,
-            "external_id": self.external_id,
-            "email": self.email,
-            "phone": self.phone,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "timezone": self.timezone,
-            "locale": self.locale,
-            "traits": self.traits,
-            "created_at": _json_time(self.created_at),
-            "updated_at": _json_time(self.updated_at),
-        }
+        values = _profile_values(self)
+        values["created_at"] = _json_time(self.created_at)
+        values["updated_at"] = _json_time(self.updated_at)
+        return values
 
 
 def _json_time(at: datetime) -> str:
@@ -155,20 +157,7 @@ def recipients(session: Session, customer_ids: Sequence[str]) -> dict[str, Recip
     profiles = repository.profile_rows(session, customer_ids)
     consents = consent_statuses(session, list(profiles))
     return {
-        c.id: Recipient(
-            id=c.id,
-            external_id=c.external_id,
-            email=c.email,
-            phone=c.phone,
-            first_name=c.first_name,
-            last_name=c.last_name,
-            timezone=c.timezone,
-            locale=c.locale,
-            traits=c.traits,
-            consents=consents.get(c.id, {}),
-            created_at=c.created_at,
-            updated_at=c.updated_at,
-        )
+        c.id: Recipient(**_profile_values(c), consents=consents.get(c.id, {}))
         for c in profiles.values()
     }
 
