@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from regulars.db import prepared
+from regulars.db import prepared, table_of
 from regulars.identity.models import (
     ApiKey,
     LoginAttempt,
@@ -35,15 +35,18 @@ def get_source_by_write_key(session: Session, write_key: str) -> Source | None:
 
 def enabled_source_id(session: Session, write_key: str) -> str | None:
     """The id of the enabled source with this write key: one lookup on its unique index, with
-    a statement built once and no ORM object, since ingestion asks it on every request."""
+    a Core statement built once, run on the session's connection (the ORM's way through
+    `session.execute` cost twice the lookup itself), since ingestion asks it on every
+    request."""
     query = prepared(session, ("identity.enabled_source_id",), _enabled_source_query)
-    source_id: str | None = session.scalar(query, {"write_key": write_key})
+    source_id: str | None = session.connection().execute(query, {"write_key": write_key}).scalar()
     return source_id
 
 
 def _enabled_source_query() -> Select[Any]:
-    return select(Source.id).where(
-        Source.write_key == bindparam("write_key"), Source.disabled_at.is_(None)
+    sources = table_of(Source)
+    return select(sources.c.id).where(
+        sources.c.write_key == bindparam("write_key"), sources.c.disabled_at.is_(None)
     )
 
 
