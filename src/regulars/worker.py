@@ -86,9 +86,10 @@ class Worker:
         return handled
 
     def _has_work(self, queue: service.Queue, now: datetime) -> bool:
-        """Asked in a read just before the drain (so a delivery the journey drain queued a
-        moment ago is found in the same round): most rounds find nothing in most queues,
-        and a drain's claim is a write transaction, on SQLite a wait for the one writer."""
+        """Asked in a read just before the drain, unless an earlier drain of this round
+        handed it work or a commit of this process told of some: most rounds find nothing
+        in most queues, and a drain's claim is a write transaction, on SQLite a wait for
+        the one writer."""
         if queue.has_work is None or service.has_handed(queue.name, self.worker_id):
             return True  # work handed over by an earlier drain of this round
         if service.take_queued(queue.name):

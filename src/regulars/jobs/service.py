@@ -375,6 +375,7 @@ def take_handed(queue: str, worker_id: str) -> list[object]:
 
 
 def has_handed(queue: str, worker_id: str) -> bool:
+    """Whether work waits for `worker_id`'s drain of `queue` (see `hand_over`)."""
     with _handed_lock:
         return (queue, worker_id) in _handed
 
