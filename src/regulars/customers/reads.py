@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -98,27 +98,6 @@ def customer_reads(
     ]
 
 
-# A profile's own columns, as CustomerRead and Recipient carry them.
-_PROFILE_FIELDS = (
-    "id",
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "timezone",
-    "locale",
-    "traits",
-    "created_at",
-    "updated_at",
-)
-
-
-def _profile_values(customer: Any) -> dict[str, Any]:
-    """`customer`: a Customer, a plain profile row or a Recipient."""
-    return {name: getattr(customer, name) for name in _PROFILE_FIELDS}
-
-
 @dataclass(frozen=True, slots=True)
 class Recipient:
     """What sending a message reads of a customer: the profile and the consents, as plain
@@ -145,6 +124,16 @@ class Recipient:
         values["created_at"] = _json_time(self.created_at)
         values["updated_at"] = _json_time(self.updated_at)
         return values
+
+
+# A profile's own columns, as CustomerRead and Recipient carry them: Recipient's fields but
+# the consents, which come from a table of their own.
+_PROFILE_FIELDS = tuple(field.name for field in fields(Recipient) if field.name != "consents")
+
+
+def _profile_values(customer: Any) -> dict[str, Any]:
+    """`customer`: a Customer, a plain profile row or a Recipient."""
+    return {name: getattr(customer, name) for name in _PROFILE_FIELDS}
 
 
 def _json_time(at: datetime) -> str:
