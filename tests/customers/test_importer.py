@@ -219,6 +219,22 @@ def test_unknown_format_and_unknown_columns_exit_2(
     assert _count(Event) == 0
 
 
+def test_chunk_size_goes_up_to_100_000_rows_and_no_further(
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "clean.jsonl"
+    path.write_text(_line(GOOD) + "\n")
+
+    assert run_cli(["import", "events", str(path), "--chunk-size", "100001"], monkeypatch) == 2
+    assert "--chunk-size" in capsys.readouterr().err
+    assert _count(Event) == 0
+    assert run_cli(["import", "events", str(path), "--chunk-size", "100000"], monkeypatch) == 0
+    assert _count(Event) == 1
+
+
 def test_format_option_overrides_the_extension(database: Database, tmp_path: Path) -> None:
     path = tmp_path / "export.txt"
     path.write_text(_line(GOOD) + "\n")

@@ -32,7 +32,12 @@ from regulars.identity import service as identity
 from regulars.kit import clock, runtime
 
 DEFAULT_SOURCE = "import"
-CHUNK = 1000
+# Rows per transaction. Larger chunks cost fewer commits: on SQLite each commit writes every
+# index page its rows touched, and events of different customers touch different pages, so a
+# commit of 10,000 rows writes far less than ten of 1,000 (docs/benchmarks.md, Import). A
+# chunk holds the write lock while it is stored (about 1 to 2 s at 10,000 on SQLite).
+CHUNK = 10_000
+CHUNK_MAX = 100_000
 SHOWN_REJECTS = 10
 EVENT_COLUMNS = frozenset(
     ("type", "userId", "anonymousId", "previousId", "groupId", "event", "name", "timestamp",
@@ -308,7 +313,9 @@ FILE_ARGUMENT = typer.Argument(..., exists=True, dir_okay=False, readable=True)
 FORMAT_OPTION = typer.Option(None, "--format", help="jsonl or csv [default: from the extension].")
 SOURCE_OPTION = typer.Option(DEFAULT_SOURCE, "--source", help="Source name the rows come from.")
 REJECTS_OPTION = typer.Option(None, "--rejects", help="Rejects file [default: FILE.rejects.jsonl].")
-CHUNK_OPTION = typer.Option(CHUNK, "--chunk-size", min=1, max=10_000, help="Rows per transaction.")
+CHUNK_OPTION = typer.Option(
+    CHUNK, "--chunk-size", min=1, max=CHUNK_MAX, help="Rows per transaction."
+)
 
 
 def import_events(
