@@ -21,11 +21,12 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import CompoundSelect, Select
 
 from regulars.customers.models import (
     Consent,
@@ -118,25 +119,22 @@ def load_identities(
     return found
 
 
-def _identities_query(session: Session) -> Select[Any]:
+def _identities_query(session: Session) -> CompoundSelect[Any]:
+    """One select per kind, joined by UNION ALL: each is one index search per value. Written
+    as one select with an OR, SQLite gathered the row ids of both searches first and then read
+    the rows (a third slower)."""
     identities, customers = table_of(Identity), table_of(Customer)
-    return (
-        select(
-            identities.c.kind, identities.c.value, identities.c.customer_id, customers.c.external_id
+
+    def of_kind(kind: IdentityKind, values: str) -> Select[Any]:
+        columns = (identities.c.kind, identities.c.value, identities.c.customer_id)
+        return (
+            select(*columns, customers.c.external_id)
+            .join(customers, customers.c.id == identities.c.customer_id)
+            .where(identities.c.kind == kind, one_of_parameter(session, identities.c.value, values))
         )
-        .join(customers, customers.c.id == identities.c.customer_id)
-        .where(
-            or_(
-                and_(
-                    identities.c.kind == IdentityKind.USER_ID,
-                    one_of_parameter(session, identities.c.value, "users"),
-                ),
-                and_(
-                    identities.c.kind == IdentityKind.ANONYMOUS_ID,
-                    one_of_parameter(session, identities.c.value, "anonymous"),
-                ),
-            )
-        )
+
+    return union_all(
+        of_kind(IdentityKind.USER_ID, "users"), of_kind(IdentityKind.ANONYMOUS_ID, "anonymous")
     )
 
 
