@@ -32,10 +32,10 @@ from regulars.identity import service as identity
 from regulars.kit import clock, runtime
 
 DEFAULT_SOURCE = "import"
-# Rows per transaction. Larger chunks cost fewer commits: on SQLite each commit writes every
-# index page its rows touched, and events of different customers touch different pages, so a
-# commit of 10,000 rows writes far less than ten of 1,000 (docs/benchmarks.md, Import). A
-# chunk holds the write lock while it is stored (about 1 to 2 s at 10,000 on SQLite).
+# Rows per transaction. Each commit writes every index page its rows dirtied, and the rows of
+# one chunk share many pages, so one commit of 10,000 rows writes far fewer pages than ten of
+# 1,000 (docs/benchmarks.md, Import). On SQLite a chunk holds the write lock while it is
+# stored, about 2 s at 10,000, and a running server waits that long (docs/import.md).
 CHUNK = 10_000
 CHUNK_MAX = 100_000
 SHOWN_REJECTS = 10
