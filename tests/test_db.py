@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from regulars import db as db_module
+from regulars.config import reset_settings
 from regulars.customers.models import Customer, Event
 from regulars.db import (
     Database,
@@ -38,6 +39,27 @@ def test_checkpoint_folds_the_wal_back_into_the_database(database: Database) -> 
     assert busy == 0
     assert frames > 0
     assert folded == frames
+
+
+def test_sqlite_connections_fold_the_wal_at_the_configured_size(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def autocheckpoint_pages() -> int:
+        database = Database(f"sqlite:///{tmp_path}/regulars.db")
+        try:
+            with database.writer.connect() as conn:
+                return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+        finally:
+            database.dispose()
+
+    assert autocheckpoint_pages() == 100_000  # the documented default
+    monkeypatch.setenv("REGULARS_SQLITE_WAL_AUTOCHECKPOINT", "2500")
+    reset_settings()
+    try:
+        assert autocheckpoint_pages() == 2500
+    finally:
+        monkeypatch.undo()
+        reset_settings()
 
 
 def test_writer_queue_lets_one_writer_in_at_a_time(tmp_path: object) -> None:

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     web_workers: int = Field(default=1, ge=1, le=64)
+    # Pages the WAL may grow to before a committing writer folds it back itself (docs/storage.md)
+    sqlite_wal_autocheckpoint: int = Field(default=100_000, ge=1000, le=1_000_000)
     default_phone_region: str = "US"
     tracked_events: list[str] = Field(default_factory=lambda: list(DEFAULT_TRACKED_EVENTS))
     embedded_worker: bool | None = None

@@ -90,7 +90,10 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
+        # Large, so that under load the checkpointer thread folds the WAL off the write lock
+        # and a hot page reaches the database file once a pass, not once per 10,000 pages.
+        pages = get_settings().sqlite_wal_autocheckpoint
+        cursor.execute(f"PRAGMA wal_autocheckpoint={pages}")
         # The one writer connection keeps the hot index pages of ingestion; readers need less.
         cursor.execute(f"PRAGMA cache_size=-{(64 if immediate else 16) * 1024}")  # in KiB
         cursor.execute("PRAGMA busy_timeout=30000")
