@@ -113,6 +113,7 @@ def worker(
     ),
 ) -> None:
     """Run background jobs until SIGTERM or Ctrl-C; start as many as you like on PostgreSQL."""
+    from regulars.db import SQLiteCheckpointer, get_database
     from regulars.jobs import service
     from regulars.worker import Worker, new_worker_id, run_pool
 
@@ -133,7 +134,13 @@ def worker(
         f"worker {workers[0].worker_id} started: {concurrency} thread(s), "
         f"{len(service.registry.kinds)} job kinds, database {_shown_url(settings.database_url)}"
     )
-    run_pool(workers, stop)
+    # A worker beside no server still folds the WAL off the write lock (nothing on PostgreSQL).
+    checkpointer = SQLiteCheckpointer(get_database())
+    checkpointer.start()
+    try:
+        run_pool(workers, stop)
+    finally:
+        checkpointer.stop()
     console.print("worker stopped")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -104,3 +105,21 @@ def test_worker_settles_its_heap_before_the_first_job(
     result = runner.invoke(_app_of(worker, serve), ["worker"])
     assert result.exit_code == 0, result.output
     assert order == ["settled", "ran"]
+
+
+def test_worker_folds_the_sqlite_wal_from_a_thread_of_its_own(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regulars.worker
+
+    migrate.upgrade(sqlite_url)
+    threads_while_running: list[str] = []
+    monkeypatch.setattr(
+        regulars.worker,
+        "run_pool",
+        lambda workers, stop: threads_while_running.extend(t.name for t in threading.enumerate()),
+    )
+    result = runner.invoke(_app_of(worker, serve), ["worker"])
+    assert result.exit_code == 0, result.output
+    assert "sqlite-checkpoint" in threads_while_running
+    assert "sqlite-checkpoint" not in [t.name for t in threading.enumerate()]  # stopped after
