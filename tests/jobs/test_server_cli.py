@@ -112,14 +112,15 @@ def test_worker_folds_the_sqlite_wal_from_a_thread_of_its_own(
 ) -> None:
     import regulars.worker
 
+    def checkpointers() -> int:
+        return sum(t.name == "sqlite-checkpoint" for t in threading.enumerate())
+
     migrate.upgrade(sqlite_url)
-    threads_while_running: list[str] = []
+    before, while_running = checkpointers(), []
     monkeypatch.setattr(
-        regulars.worker,
-        "run_pool",
-        lambda workers, stop: threads_while_running.extend(t.name for t in threading.enumerate()),
+        regulars.worker, "run_pool", lambda workers, stop: while_running.append(checkpointers())
     )
     result = runner.invoke(_app_of(worker, serve), ["worker"])
     assert result.exit_code == 0, result.output
-    assert "sqlite-checkpoint" in threads_while_running
-    assert "sqlite-checkpoint" not in [t.name for t in threading.enumerate()]  # stopped after
+    assert while_running == [before + 1]
+    assert checkpointers() == before  # stopped with the worker
