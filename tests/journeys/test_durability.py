@@ -316,9 +316,11 @@ def test_worker_killed_mid_batch_then_restarted_sends_each_message_once(
     publish_onboarding(MessageChannel.EMAIL, nodes=nodes)
     sign_up(customer_count, email=True)
     assert count_runs(database, JourneyRun.state == RunState.ACTIVE) == customer_count
-    # 30 batches of runs; deliveries go to the provider one per round, so the worker's write
-    # transactions are almost all batches of runs, and the kill lands in one.
-    settings = {"REGULARS_JOURNEY_BATCH_SIZE": "100", "REGULARS_DISPATCH_BATCH_SIZE": "1"}
+    # 6 batches of runs, each a write of 1,500 node executions that outlasts the looks of
+    # inside_a_long_write on a quick machine too (batches of 100 could all be done before
+    # the looks caught one); deliveries go to the provider one per round, so the worker's
+    # other write transactions are short, and the kill lands in a batch of runs.
+    settings = {"REGULARS_JOURNEY_BATCH_SIZE": "500", "REGULARS_DISPATCH_BATCH_SIZE": "1"}
     moved = JourneyRun.steps > 0
 
     first = spawn("first", **settings)
