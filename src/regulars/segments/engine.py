@@ -12,6 +12,7 @@ customer's data, time zones through zoneinfo. Two uses:
 from __future__ import annotations
 
 import calendar
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -217,18 +218,22 @@ def compare(actual: Any, op: Op, value: Any) -> bool:
     return number_test(actual, op, value)
 
 
+# Looked up, not built per call: live re-evaluation asks once per customer, segment and
+# number condition, and a dict of all six answers cost a tenth of its rule evaluation.
+_NUMBER_TESTS: dict[Op, Callable[[Any, Any], Any]] = {
+    Op.EQUALS: operator.eq,
+    Op.NOT_EQUALS: operator.ne,
+    Op.GT: operator.gt,
+    Op.GTE: operator.ge,
+    Op.LT: operator.lt,
+    Op.LTE: operator.le,
+}
+
+
 def number_test(number: float, op: Op, value: Any) -> bool:
     if op is Op.BETWEEN:
         return bool(value[0] <= number <= value[1])
-    tests = {
-        Op.EQUALS: number == value,
-        Op.NOT_EQUALS: number != value,
-        Op.GT: number > value,
-        Op.GTE: number >= value,
-        Op.LT: number < value,
-        Op.LTE: number <= value,
-    }
-    return bool(tests[op])
+    return bool(_NUMBER_TESTS[op](number, value))
 
 
 # --- profile and facts ---
