@@ -12,7 +12,6 @@ customer's data, time zones through zoneinfo. Two uses:
 from __future__ import annotations
 
 import calendar
-import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from regulars.segments.rules import (
     SegmentCondition,
     Window,
     date_value,
+    number_holds,
 )
 
 MISSING = object()  # no value at all (distinct from a JSON null, which is None)
@@ -215,25 +215,7 @@ def compare(actual: Any, op: Op, value: Any) -> bool:
         return isinstance(actual, str) and actual.startswith(value)
     if not is_number(actual):
         return False
-    return number_test(actual, op, value)
-
-
-# Looked up, not built per call: live re-evaluation asks once per customer, segment and
-# number condition, and a dict of all six answers cost a tenth of its rule evaluation.
-_NUMBER_TESTS: dict[Op, Callable[[Any, Any], Any]] = {
-    Op.EQUALS: operator.eq,
-    Op.NOT_EQUALS: operator.ne,
-    Op.GT: operator.gt,
-    Op.GTE: operator.ge,
-    Op.LT: operator.lt,
-    Op.LTE: operator.le,
-}
-
-
-def number_test(number: float, op: Op, value: Any) -> bool:
-    if op is Op.BETWEEN:
-        return bool(value[0] <= number <= value[1])
-    return bool(_NUMBER_TESTS[op](number, value))
+    return number_holds(actual, op, value)
 
 
 # --- profile and facts ---
@@ -374,15 +356,15 @@ def _event(rule: EventCondition, person: Person, now: datetime) -> bool:
     inside = window_test(rule.window, zone_of(person), now)
     events = [e for e in matching(person, rule, now) if inside(e.timestamp)]
     if rule.aggregate is Aggregate.COUNT:
-        return number_test(len(events), rule.op, rule.value)
+        return number_holds(len(events), rule.op, rule.value)
     assert rule.property is not None
     path = rule.property.split(".")
     numbers = [v for e in events if is_number(v := lookup(e.properties, path))]
     if rule.aggregate is Aggregate.SUM:
-        return number_test(sum(numbers), rule.op, rule.value)
+        return number_holds(sum(numbers), rule.op, rule.value)
     if not numbers:
         return False
-    return number_test(sum(numbers) / len(numbers), rule.op, rule.value)
+    return number_holds(sum(numbers) / len(numbers), rule.op, rule.value)
 
 
 def _event_time(rule: EventTimeCondition, person: Person, now: datetime) -> bool:

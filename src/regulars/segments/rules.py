@@ -20,7 +20,9 @@ reference evaluator in the tests both read these models.
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -81,6 +83,26 @@ class Op(StrEnum):
     WITHIN_NEXT = "within_next"
     NOT_WITHIN_LAST = "not_within_last"
     ANNIVERSARY_WITHIN = "anniversary_within"
+
+
+# What each comparison op means, for Python values (the reference engine) and for SQL
+# columns (the compiler), where the same operators build the expression.
+COMPARISONS: dict[Op, Callable[[Any, Any], Any]] = {
+    Op.EQUALS: operator.eq,
+    Op.NOT_EQUALS: operator.ne,
+    Op.GT: operator.gt,
+    Op.GTE: operator.ge,
+    Op.LT: operator.lt,
+    Op.LTE: operator.le,
+}
+
+
+def number_holds(number: float, op: Op, target: Any) -> bool:
+    """A number against a comparison op or BETWEEN [low, high], in Python."""
+    if op is Op.BETWEEN:
+        low, high = target
+        return bool(low <= number <= high)
+    return bool(COMPARISONS[op](number, target))
 
 
 TEXT_OPS = {

@@ -24,7 +24,6 @@ The contract is rules.py (node docstrings) and the reference evaluator of the te
 from __future__ import annotations
 
 import calendar
-import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -70,6 +69,7 @@ from regulars.db import JSONType, UTCDateTime
 from regulars.segments.models import SegmentMember
 from regulars.segments.rules import (
     CALENDAR_OPS,
+    COMPARISONS,
     FACT_TIME_FIELDS,
     PROFILE_TEXT_FIELDS,
     PROFILE_TIME_FIELDS,
@@ -96,6 +96,7 @@ from regulars.segments.rules import (
     Window,
     date_value,
     event_filter,
+    number_holds,
     walk,
 )
 
@@ -103,14 +104,6 @@ Expr = ColumnElement[Any]
 T = TypeVar("T")
 PG_WORK_MEM = "256MB"  # NOT IN (subquery) stays a hashed subplan for millions of ids
 _MAX_PARAMS = 20_000  # candidate ids per statement, summed over the subqueries that list them
-_COMPARE: dict[Op, Callable[[Any, Any], Any]] = {
-    Op.EQUALS: operator.eq,
-    Op.NOT_EQUALS: operator.ne,
-    Op.GT: operator.gt,
-    Op.GTE: operator.ge,
-    Op.LT: operator.lt,
-    Op.LTE: operator.le,
-}
 
 
 @dataclass(frozen=True)
@@ -539,16 +532,8 @@ def _number_test(number: Expr, op: Op, target: Any) -> Expr:
     if op is Op.BETWEEN:
         low, high = target
         return and_(number >= low, number <= high)
-    test: Expr = _COMPARE[op](number, target)
+    test: Expr = COMPARISONS[op](number, target)
     return test
-
-
-def _number_holds(number: float, op: Op, target: Any) -> bool:
-    """The same comparison in Python (for what a count or sum of 0 gives)."""
-    if op is Op.BETWEEN:
-        low, high = target
-        return bool(low <= number <= high)
-    return bool(_COMPARE[op](number, target))
 
 
 # --- time: zones, instants, trait dates ---
@@ -774,7 +759,7 @@ def _event(st: _State, node: EventCondition, negated: bool) -> Expr:
     say, every viewer of the last 30 days when it follows a selective condition, and is
     about even when it stands alone. Under a `not`, a comparison that 0 passes is the
     IN set of the failing customers again."""
-    zero = node.aggregate is not Aggregate.AVG and _number_holds(0, node.op, node.value)
+    zero = node.aggregate is not Aggregate.AVG and number_holds(0, node.op, node.value)
     performed = (
         not zero and node.aggregate is Aggregate.COUNT and _is_performed(node.op, node.value)
     )
@@ -793,7 +778,7 @@ def _event(st: _State, node: EventCondition, negated: bool) -> Expr:
 
 def _is_performed(op: Op, target: Any) -> bool:
     """count op target holds exactly when there is at least one event."""
-    return op in (Op.GT, Op.GTE) and _number_holds(1, op, target)
+    return op in (Op.GT, Op.GTE) and number_holds(1, op, target)
 
 
 def _event_time(st: _State, node: EventTimeCondition, negated: bool) -> Expr:
