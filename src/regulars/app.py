@@ -106,18 +106,16 @@ def create_app(*, with_worker: bool | None = None, settle_heap: bool = False) ->
         from regulars.worker import EmbeddedWorker
 
         embedded = EmbeddedWorker() if run_worker else None
-        checkpointer = SQLiteCheckpointer(get_database())
-        checkpointer.start()
-        if embedded is not None:
-            embedded.start()
-        if settle_heap:
-            runtime.settle_heap()
-        try:
-            yield
-        finally:
+        with SQLiteCheckpointer(get_database()):
             if embedded is not None:
-                embedded.stop()
-            checkpointer.stop()
+                embedded.start()
+            if settle_heap:
+                runtime.settle_heap()
+            try:
+                yield
+            finally:
+                if embedded is not None:
+                    embedded.stop()
 
     app = FastAPI(
         title="regulars",

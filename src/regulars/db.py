@@ -253,7 +253,8 @@ class SQLiteCheckpointer:
     """Folds the WAL back into the database file from a thread of its own, every `every`
     seconds, so committing writers rarely pay for it (SQLite's automatic checkpoint stays as
     the fallback). A PASSIVE checkpoint takes no write lock, and sqlite3 releases the GIL
-    while it runs."""
+    while it runs. `with SQLiteCheckpointer(database):` runs it for the block (nothing on
+    PostgreSQL)."""
 
     def __init__(self, database: Database, *, every: float = 1.0) -> None:
         self._database = database
@@ -271,6 +272,13 @@ class SQLiteCheckpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+    def __enter__(self) -> SQLiteCheckpointer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def checkpoint_once(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint: (busy, frames in the WAL, frames folded back)."""

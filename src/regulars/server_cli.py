@@ -135,12 +135,8 @@ def worker(
         f"{len(service.registry.kinds)} job kinds, database {_shown_url(settings.database_url)}"
     )
     # A worker beside no server still folds the WAL off the write lock (nothing on PostgreSQL).
-    checkpointer = SQLiteCheckpointer(get_database())
-    checkpointer.start()
-    try:
+    with SQLiteCheckpointer(get_database()):
         run_pool(workers, stop)
-    finally:
-        checkpointer.stop()
     console.print("worker stopped")
 
 
