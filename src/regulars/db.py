@@ -41,7 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, session
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
-from sqlalchemy.sql.selectable import SelectBase
+from sqlalchemy.sql.selectable import SelectBase, TableValuedAlias
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -425,6 +425,12 @@ def _one_of_on_sqlite(element: _OneOf, compiler: Any, **kw: Any) -> str:
 def _one_of_on_postgresql(element: _OneOf, compiler: Any, **kw: Any) -> str:
     column, listed = element.rendered(compiler, **kw)
     return f"({column} = ANY ({listed}))"
+
+
+def unnested_parameter(name: str, item: TypeEngine[Any]) -> TableValuedAlias:
+    """PostgreSQL: the list given at execution as the parameter `name`, as a table of one
+    column, `value` (for joins whose plan must start from the list; see `_OneOf` for IN)."""
+    return func.unnest(bindparam(name, type_=_array_of(item))).table_valued("value")
 
 
 _arrays: dict[tuple[type, str], ARRAY[Any]] = {}
