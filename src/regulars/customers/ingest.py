@@ -8,7 +8,7 @@ It flushes; the boundary commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from regulars.customers.rules import (
     Message,
     MessageInvalid,
     apply_identify,
+    changed_fields,
     merge_traits,
     parse_message,
 )
@@ -308,11 +309,13 @@ def _apply_profiles(session: Session, stored: list[tuple[Message, str]], *, sour
     if not identifies:
         return
     profiles = repository.profile_states(session, {owner for _, owner in identifies})
+    before = {owner: replace(state) for owner, state in profiles.items()}
     for message, owner in identifies:
         apply_identify(profiles[owner], message.traits, message.profile, at=message.timestamp)
         if message.consents:
             set_consents(session, owner, message.consents, source=source, at=message.timestamp)
-    repository.save_profile_states(session, profiles, updated_at=clock.now())
+    changed = {owner: changed_fields(before[owner], state) for owner, state in profiles.items()}
+    repository.save_profile_changes(session, changed, updated_at=clock.now())
 
 
 def _apply_groups(session: Session, stored: list[tuple[Message, str]]) -> None:

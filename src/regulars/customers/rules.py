@@ -365,6 +365,15 @@ class ProfileState(ProfileFields):
 PROFILE_STATE_FIELDS = tuple(ProfileState.__dataclass_fields__)
 
 
+def changed_fields(before: ProfileState, after: ProfileState) -> dict[str, Any]:
+    """The fields `after` holds a different value in, with that value."""
+    return {
+        name: value
+        for name in PROFILE_STATE_FIELDS
+        if (value := getattr(after, name)) != getattr(before, name)
+    }
+
+
 def apply_identify(
     profile: ProfileState, traits: Mapping[str, Any], fields: ProfileFields, *, at: datetime
 ) -> None:

@@ -200,25 +200,20 @@ def profile_states(session: Session, customer_ids: Collection[str]) -> dict[str,
     return found
 
 
-def save_profile_states(
-    session: Session, profiles: Mapping[str, ProfileState], *, updated_at: datetime
+def save_profile_changes(
+    session: Session, changes: Mapping[str, Mapping[str, Any]], *, updated_at: datetime
 ) -> None:
-    """One executemany UPDATE of every profile an identify batch touched."""
-    if not profiles:
-        return
-    table = table_of(Customer)
-    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in PROFILE_STATE_FIELDS}
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(**values, updated_at=bindparam("b_updated_at"))
-    )
-    params = [
-        {"b_id": customer_id, "b_updated_at": updated_at}
-        | {f"b_{name}": getattr(state, name) for name in PROFILE_STATE_FIELDS}
-        for customer_id, state in profiles.items()
-    ]
-    session.execute(statement, params)
+    """Write what identify calls changed on each profile, and `updated_at`: one statement per
+    set of changed fields. A column left out of the SET is an index left alone: SQLite
+    rewrites the entry of every index whose column an UPDATE sets, same value or not, and
+    the profile's seven indexes were a fifth of the pages an ingest batch wrote."""
+    by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for customer_id, fields in changes.items():
+        names = tuple(sorted(fields))
+        row = {"id": customer_id, "updated_at": updated_at} | {n: fields[n] for n in names}
+        by_fields.setdefault(names, []).append(row)
+    for rows in by_fields.values():
+        bulk_update(session, table_of(Customer), rows, key="id", shape="profile")
 
 
 def set_external_id(session: Session, customer_id: str, external_id: str) -> None:

@@ -1,0 +1,104 @@
+"""What the ingestion path asks of the database: the identity lookup is one search of the
+primary key per identifier, even on a table whose statistics lag behind its size (a store
+growing fast; autovacuum off or late), and an identify writes only the columns it changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, event, insert
+from sqlalchemy.engine import Connection
+
+from regulars import db
+from regulars.customers import repository
+from regulars.customers.models import Customer, Identity, IdentityKind
+from regulars.db import Database, is_postgres, session_scope
+from tests.customers.helpers import customer, ingest, owner_of
+
+STORED = 5_000
+AT = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _store_identities() -> None:
+    with session_scope() as session:
+        customers = [
+            {"id": f"C{n:025d}", "traits": {}, "created_at": AT, "updated_at": AT}
+            for n in range(STORED)
+        ]
+        session.execute(insert(Customer), customers)
+        identities = [
+            {"kind": kind, "value": f"{kind}-{n}", "customer_id": f"C{n:025d}", "created_at": AT}
+            for n in range(STORED)
+            for kind in (IdentityKind.USER_ID, IdentityKind.ANONYMOUS_ID)
+        ]
+        session.execute(insert(Identity), identities)
+
+
+def _plan_of_lookup(keys: set[repository.IdentityKey]) -> str:
+    """The database's plan for `load_identities(keys)`: the same statement, run as EXPLAIN."""
+    with session_scope() as session:
+        prefix = "EXPLAIN " if is_postgres(session) else "EXPLAIN QUERY PLAN "
+        plans: list[str] = []
+        connection = session.connection()
+
+        def explain(_c: Connection, cursor: Any, statement: str, params: Any, *_: Any) -> Any:
+            cursor.execute(prefix + statement, params)
+            plans.extend(" ".join(str(v) for v in row) for row in cursor.fetchall())
+            return statement, params
+
+        event.listen(connection, "before_cursor_execute", explain, retval=True)
+        try:
+            found = repository.load_identities(session, keys)
+        finally:
+            event.remove(connection, "before_cursor_execute", explain)
+    assert len(found) == len(keys)  # the lookup itself still answers
+    return "\n".join(plans)
+
+
+def test_each_identifier_is_one_search_of_the_whole_key(database: Database) -> None:
+    _store_identities()  # never analyzed: the planner guesses
+    keys = {(IdentityKind.USER_ID, f"user_id-{n}") for n in range(0, 400, 4)}
+    keys |= {(IdentityKind.ANONYMOUS_ID, f"anonymous_id-{n}") for n in range(1, 400, 4)}
+    plan = _plan_of_lookup(keys)
+    if database.is_sqlite:
+        assert (
+            plan.count("USING INDEX sqlite_autoindex_customer_identities_1 (kind=? AND value=?)")
+            == 2
+        )
+    else:
+        searches = [line for line in plan.splitlines() if "customer_identities_pkey" in line]
+        assert len(searches) == 2 and all("Index Scan" in line for line in searches), plan
+        conditions = [line for line in plan.splitlines() if "Index Cond" in line and "kind" in line]
+        assert len(conditions) == 2 and all("value" in line for line in conditions), plan
+        assert "Filter" not in plan, plan
+
+
+def test_an_identify_sets_only_the_fields_it_changes(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column in an UPDATE's SET rewrites its index entries on SQLite, same value or not."""
+    first = {"type": "identify", "userId": "u1", "messageId": "m1"}
+    first["traits"] = {"email": "Ada@Example.com", "firstName": "Ada", "plan": "basic"}
+    first["timestamp"] = "2026-03-01T10:00:00Z"
+    again = {**first, "messageId": "m2", "timestamp": "2026-03-01T11:00:00Z"}
+    again["traits"] = {"email": "Ada@Example.com", "firstName": "Ada", "plan": "pro"}
+    ingest([first])
+    updates: list[str] = []
+    write = db._execute_raw  # the bulk writes go straight to the driver, past SQLAlchemy's events
+
+    def recording(
+        connection: Connection, table: Table, rows: Any, sql: str, *a: Any, **k: Any
+    ) -> Any:
+        if table.name == "customers" and sql.lstrip().upper().startswith("UPDATE"):
+            updates.append(sql.lower())
+        return write(connection, table, rows, sql, *a, **k)
+
+    monkeypatch.setattr(db, "_execute_raw", recording)
+    ingest([again])
+    assert len(updates) == 1
+    assert "traits" in updates[0] and "updated_at" in updates[0]
+    assert "email" not in updates[0] and "first_name" not in updates[0]
+    stored = customer(owner_of("u1", IdentityKind.USER_ID) or "")
+    assert (stored.email, stored.traits["plan"]) == ("Ada@example.com", "pro")
