@@ -79,7 +79,7 @@ def test_an_identify_sets_only_the_fields_it_changes(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A column in an UPDATE's SET rewrites its index entries on SQLite, same value or not."""
-    first = {"type": "identify", "userId": "u1", "messageId": "m1"}
+    first: dict[str, Any] = {"type": "identify", "userId": "u1", "messageId": "m1"}
     first["traits"] = {"email": "Ada@Example.com", "firstName": "Ada", "plan": "basic"}
     first["timestamp"] = "2026-03-01T10:00:00Z"
     again = {**first, "messageId": "m2", "timestamp": "2026-03-01T11:00:00Z"}
