@@ -563,11 +563,11 @@ def test_many_customers_at_once_are_re_evaluated_in_sql_with_the_same_outcome(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL plans from statistics instead
-def test_closing_a_stay_looks_up_the_segment_and_customer_not_every_stay_of_the_segment(
+def test_closing_a_stay_looks_up_the_customer_not_every_stay_of_the_segment(
     database: Database,
 ) -> None:
-    """Live re-evaluation closes a leaver's open stay; found through the segment alone, it
-    walked all of a popular segment's history on every exit."""
+    """Live re-evaluation closes a leaver's open stay; found through the segment, it walked
+    all of a popular segment's history on every exit. A customer has a few stays."""
     closing = (
         "UPDATE segment_membership_history SET exited_at = :at WHERE segment_id = :segment"
         " AND customer_id IN (:a, :b) AND exited_at IS NULL"
@@ -576,6 +576,5 @@ def test_closing_a_stay_looks_up_the_segment_and_customer_not_every_stay_of_the_
     with session_scope(readonly=True) as session:
         plan = [row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + closing), params)]
     assert plan == [
-        "SEARCH segment_membership_history USING INDEX ix_segment_history_segment_customer"
-        " (segment_id=? AND customer_id=?)"
+        "SEARCH segment_membership_history USING INDEX ix_segment_history_customer (customer_id=?)"
     ]

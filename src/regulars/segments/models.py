@@ -52,12 +52,10 @@ class SegmentMembershipSpan(Base):
     """Membership history: one row per stay, exited_at empty while it lasts."""
 
     __tablename__ = "segment_membership_history"
-    __table_args__ = (
-        Index("ix_segment_history_customer", "customer_id", "entered_at"),
-        # Closing a stay names the segment and the customers: with the segment alone, SQLite
-        # walked every stay of the segment (5 ms a customer at 100,000 members).
-        Index("ix_segment_history_segment_customer", "segment_id", "customer_id"),
-    )
+    # One index: each is a page written at a random place for every stay that opens. Closing
+    # a stay (segment and customers) reads the customer's few stays through it; an index
+    # led by the segment would serve only that, and the cascade of deleting a segment.
+    __table_args__ = (Index("ix_segment_history_customer", "customer_id", "entered_at"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     segment_id: Mapped[str] = mapped_column(String(26), segment_fk())

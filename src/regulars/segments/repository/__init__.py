@@ -416,8 +416,8 @@ def load_people(
     profiles = prepared(session, ("segments.people",), lambda: _people_query(session))
     relations = prepared(
         session,
-        ("segments.relations", event_shape, tuple(sorted(keys))),
-        lambda: _relations_query(session, event_shape, sorted(keys)),
+        ("segments.relations", event_shape, bool(keys)),
+        lambda: _relations_query(session, event_shape, memberships=bool(keys)),
     )
     since = event_shape.since(now)
     for chunk in chunks(list(customer_ids)):
@@ -492,9 +492,9 @@ class _EventShape:
 
 
 def _relations_query(
-    session: Session, event_shape: _EventShape, segment_ids: Sequence[str]
+    session: Session, event_shape: _EventShape, *, memberships: bool
 ) -> CompoundSelect[Any]:
-    """Events (of these names), consents, groups and memberships (of these segments) of the
+    """Events (of these names), consents, groups and, if asked, segment memberships of the
     customers in the parameter `ids`, in one statement (one round trip on PostgreSQL instead
     of four): rows of one shape, tagged by kind."""
     events, consents = table_of(Event), table_of(Consent)
@@ -545,7 +545,11 @@ def _relations_query(
                 properties,
             ).where(*conditions),
         )
-    if segment_ids:
+    if memberships:
+        # Every membership of the customers (`_add_relation` keeps the wanted segments'): one
+        # search of the customer index per customer. With the segments' list beside it, SQLite
+        # searched the primary key for every (segment, customer) pair: 0.36 ms a batch of 100
+        # customers and 20 segments, against 0.07.
         parts.append(
             select(
                 literal("member"),
@@ -555,10 +559,7 @@ def _relations_query(
                 null(),
                 nothing_at,
                 nothing_json,
-            ).where(
-                one_of(session, members.c.segment_id, segment_ids),
-                one_of_parameter(session, members.c.customer_id, "ids"),
-            )
+            ).where(one_of_parameter(session, members.c.customer_id, "ids"))
         )
     return union_all(*parts)
 
@@ -577,7 +578,7 @@ def _add_relation(
         person.consents[(a, b)] = c
     elif kind == "group":
         person.groups.append(engine.Group(a, document))
-    else:
+    elif a in segments:
         person.segments.add(segments[a])
 
 
