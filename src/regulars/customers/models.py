@@ -48,8 +48,9 @@ class Customer(Base):
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    email: Mapped[str | None] = mapped_column(String(320), index=True)
-    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Looked up through the search indexes below, which lead with them.
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
     locale: Mapped[str | None] = mapped_column(String(35))
@@ -61,7 +62,9 @@ class Customer(Base):
     updated_at: Mapped[datetime]
 
 
-# Dashboard search: prefixes of names, email and phone as index ranges in bytewise order.
+# Dashboard search: prefixes of names, email and phone as index ranges in bytewise order;
+# the email and phone ones also serve the lookups by address (`email = ?`: the pattern
+# operator classes hold equality).
 # On PostgreSQL in text_pattern_ops (right whatever the database's collation); SQLite, which
 # cannot reflect expression indexes, builds the name ones on `name COLLATE NOCASE` instead.
 Index(

@@ -1,15 +1,18 @@
-"""What the ingestion path asks of the database: the identity lookup is one search of the
+"""What the customers domain asks of the database: the identity lookup is one search of the
 primary key per identifier, even on a table whose statistics lag behind its size (a store
-growing fast; autovacuum off or late), and an identify writes only the columns it changes."""
+growing fast; autovacuum off or late); an address finds its customer through an index; an
+identify writes only the columns it changes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import Table, event, insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from regulars import db
 from regulars.customers import repository
@@ -36,8 +39,8 @@ def _store_identities() -> None:
         session.execute(insert(Identity), identities)
 
 
-def _plan_of_lookup(keys: set[repository.IdentityKey]) -> str:
-    """The database's plan for `load_identities(keys)`: the same statement, run as EXPLAIN."""
+def _plan_of(read: Callable[[Session], object]) -> str:
+    """The database's plan for each statement `read` runs: the same statement, as EXPLAIN."""
     with session_scope() as session:
         prefix = "EXPLAIN " if is_postgres(session) else "EXPLAIN QUERY PLAN "
         plans: list[str] = []
@@ -50,10 +53,9 @@ def _plan_of_lookup(keys: set[repository.IdentityKey]) -> str:
 
         event.listen(connection, "before_cursor_execute", explain, retval=True)
         try:
-            found = repository.load_identities(session, keys)
+            read(session)
         finally:
             event.remove(connection, "before_cursor_execute", explain)
-    assert len(found) == len(keys)  # the lookup itself still answers
     return "\n".join(plans)
 
 
@@ -61,7 +63,9 @@ def test_each_identifier_is_one_search_of_the_whole_key(database: Database) -> N
     _store_identities()  # never analyzed: the planner guesses
     keys = {(IdentityKind.USER_ID, f"user_id-{n}") for n in range(0, 400, 4)}
     keys |= {(IdentityKind.ANONYMOUS_ID, f"anonymous_id-{n}") for n in range(1, 400, 4)}
-    plan = _plan_of_lookup(keys)
+    found: dict[repository.IdentityKey, tuple[str, str | None]] = {}
+    plan = _plan_of(lambda session: found.update(repository.load_identities(session, keys)))
+    assert len(found) == len(keys)  # the lookup itself still answers
     if database.is_sqlite:
         assert (
             plan.count("USING INDEX sqlite_autoindex_customer_identities_1 (kind=? AND value=?)")
@@ -73,6 +77,24 @@ def test_each_identifier_is_one_search_of_the_whole_key(database: Database) -> N
         conditions = [line for line in plan.splitlines() if "Index Cond" in line and "kind" in line]
         assert len(conditions) == 2 and all("value" in line for line in conditions), plan
         assert "Filter" not in plan, plan
+
+
+def test_a_customer_is_found_by_email_or_phone_through_an_index(database: Database) -> None:
+    with session_scope() as session:
+        customers = [
+            {"id": f"C{n:025d}", "email": f"p{n}@example.com", "phone": f"+4930{n:07d}"}
+            | {"traits": {}, "created_at": AT, "updated_at": AT}
+            for n in range(STORED)
+        ]
+        session.execute(insert(Customer), customers)
+    plan = _plan_of(lambda session: repository.list_by_email(session, "p7@example.com"))
+    plan += "\n" + _plan_of(lambda session: repository.get_id_by_phone(session, "+49300000007"))
+    if database.is_sqlite:
+        assert "SEARCH customers USING INDEX ix_customers_email_search (email=?)" in plan
+        assert "SEARCH customers USING INDEX ix_customers_phone_search (phone=?)" in plan
+    else:
+        assert "ix_customers_email_search" in plan and "ix_customers_phone_search" in plan, plan
+    assert "SCAN customers" not in plan and "Seq Scan" not in plan, plan
 
 
 def test_an_identify_sets_only_the_fields_it_changes(
