@@ -5,20 +5,19 @@ identify writes only the columns it changes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Table, insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from regulars import db
 from regulars.customers import repository
 from regulars.customers.models import Customer, Identity, IdentityKind
-from regulars.db import Database, is_postgres, session_scope
+from regulars.db import Database, session_scope
 from tests.customers.helpers import customer, ingest, owner_of
+from tests.plans import plan_of
 
 STORED = 5_000
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -39,32 +38,12 @@ def _store_identities() -> None:
         session.execute(insert(Identity), identities)
 
 
-def _plan_of(read: Callable[[Session], object]) -> str:
-    """The database's plan for each statement `read` runs: the same statement, as EXPLAIN."""
-    with session_scope() as session:
-        prefix = "EXPLAIN " if is_postgres(session) else "EXPLAIN QUERY PLAN "
-        plans: list[str] = []
-        connection = session.connection()
-
-        def explain(_c: Connection, cursor: Any, statement: str, params: Any, *_: Any) -> Any:
-            cursor.execute(prefix + statement, params)
-            plans.extend(" ".join(str(v) for v in row) for row in cursor.fetchall())
-            return statement, params
-
-        event.listen(connection, "before_cursor_execute", explain, retval=True)
-        try:
-            read(session)
-        finally:
-            event.remove(connection, "before_cursor_execute", explain)
-    return "\n".join(plans)
-
-
 def test_each_identifier_is_one_search_of_the_whole_key(database: Database) -> None:
     _store_identities()  # never analyzed: the planner guesses
     keys = {(IdentityKind.USER_ID, f"user_id-{n}") for n in range(0, 400, 4)}
     keys |= {(IdentityKind.ANONYMOUS_ID, f"anonymous_id-{n}") for n in range(1, 400, 4)}
     found: dict[repository.IdentityKey, tuple[str, str | None]] = {}
-    plan = _plan_of(lambda session: found.update(repository.load_identities(session, keys)))
+    plan = plan_of(lambda session: found.update(repository.load_identities(session, keys)))
     assert len(found) == len(keys)  # the lookup itself still answers
     if database.is_sqlite:
         assert (
@@ -87,8 +66,8 @@ def test_a_customer_is_found_by_email_or_phone_through_an_index(database: Databa
             for n in range(STORED)
         ]
         session.execute(insert(Customer), customers)
-    plan = _plan_of(lambda session: repository.list_by_email(session, "p7@example.com"))
-    plan += "\n" + _plan_of(lambda session: repository.get_id_by_phone(session, "+49300000007"))
+    plan = plan_of(lambda session: repository.list_by_email(session, "p7@example.com"))
+    plan += "\n" + plan_of(lambda session: repository.get_id_by_phone(session, "+49300000007"))
     if database.is_sqlite:
         assert "SEARCH customers USING INDEX ix_customers_email_search (email=?)" in plan
         assert "SEARCH customers USING INDEX ix_customers_phone_search (phone=?)" in plan
