@@ -125,24 +125,27 @@ def _identities_query(session: Session) -> CompoundSelect[Any]:
     """One select per kind, joined by UNION ALL: each is one index search per value. Written
     as one select with an OR, SQLite gathered the row ids of both searches first and then read
     the rows (a third slower)."""
-    if is_postgres(session):
-        return _identities_query_postgresql()
-    identities, customers = table_of(Identity), table_of(Customer)
-
-    def of_kind(kind: IdentityKind, values: str) -> Select[Any]:
-        columns = (identities.c.kind, identities.c.value, identities.c.customer_id)
-        return (
-            select(*columns, customers.c.external_id)
-            .join(customers, customers.c.id == identities.c.customer_id)
-            .where(identities.c.kind == kind, one_of_parameter(session, identities.c.value, values))
-        )
-
+    of_kind = _identities_of_kind_postgresql if is_postgres(session) else _identities_of_kind
     return union_all(
-        of_kind(IdentityKind.USER_ID, "users"), of_kind(IdentityKind.ANONYMOUS_ID, "anonymous")
+        of_kind(session, IdentityKind.USER_ID, "users"),
+        of_kind(session, IdentityKind.ANONYMOUS_ID, "anonymous"),
     )
 
 
-def _identities_query_postgresql() -> CompoundSelect[Any]:
+def _identities_of_kind(session: Session, kind: IdentityKind, values: str) -> Select[Any]:
+    """(kind, value, customer id, external id) of the identifiers in the parameter `values`."""
+    identities, customers = table_of(Identity), table_of(Customer)
+    columns = (identities.c.kind, identities.c.value, identities.c.customer_id)
+    return (
+        select(*columns, customers.c.external_id)
+        .join(customers, customers.c.id == identities.c.customer_id)
+        .where(identities.c.kind == kind, one_of_parameter(session, identities.c.value, values))
+    )
+
+
+def _identities_of_kind_postgresql(
+    _session: Session, kind: IdentityKind, values: str
+) -> Select[Any]:
     """The same on PostgreSQL, written so that its plan cannot depend on statistics: for each
     value given, one search of the primary key (kind, value), as a LATERAL subquery that
     LIMIT 1 keeps from being flattened into the join. As `value = ANY(:values)`, a table that
@@ -151,23 +154,17 @@ def _identities_query_postgresql() -> CompoundSelect[Any]:
     0.4 ms for 100 identifiers among 180,000, two thirds of the database's time under ingest
     (docs/benchmarks.md, Ingestion)."""
     identities, customers = table_of(Identity), table_of(Customer)
-
-    def of_kind(kind: IdentityKind, values: str) -> Select[Any]:
-        given = unnested_parameter(values, String()).render_derived(f"given_{values}")
-        found = (
-            select(identities.c.value, identities.c.customer_id, customers.c.external_id)
-            .join(customers, customers.c.id == identities.c.customer_id)
-            .where(identities.c.kind == kind, identities.c.value == given.c.value)
-            .limit(1)
-            .lateral(f"found_{values}")
-        )
-        kind_column = literal(kind.value, String()).label("kind")
-        return select(
-            kind_column, found.c.value, found.c.customer_id, found.c.external_id
-        ).select_from(given.join(found, true()))
-
-    return union_all(
-        of_kind(IdentityKind.USER_ID, "users"), of_kind(IdentityKind.ANONYMOUS_ID, "anonymous")
+    given = unnested_parameter(values, String()).render_derived(f"given_{values}")
+    found = (
+        select(identities.c.value, identities.c.customer_id, customers.c.external_id)
+        .join(customers, customers.c.id == identities.c.customer_id)
+        .where(identities.c.kind == kind, identities.c.value == given.c.value)
+        .limit(1)
+        .lateral(f"found_{values}")
+    )
+    kind_column = literal(kind.value, String()).label("kind")
+    return select(kind_column, found.c.value, found.c.customer_id, found.c.external_id).select_from(
+        given.join(found, true())
     )
 
 
@@ -209,9 +206,8 @@ def save_profile_changes(
     the profile's seven indexes were a fifth of the pages an ingest batch wrote."""
     by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for customer_id, fields in changes.items():
-        names = tuple(sorted(fields))
-        row = {"id": customer_id, "updated_at": updated_at} | {n: fields[n] for n in names}
-        by_fields.setdefault(names, []).append(row)
+        row = {"id": customer_id, "updated_at": updated_at} | dict(sorted(fields.items()))
+        by_fields.setdefault(tuple(sorted(fields)), []).append(row)
     for rows in by_fields.values():
         bulk_update(session, table_of(Customer), rows, key="id", shape="profile")
 

@@ -578,7 +578,7 @@ def _add_relation(
         person.consents[(a, b)] = c
     elif kind == "group":
         person.groups.append(engine.Group(a, document))
-    elif a in segments:
+    elif a in segments:  # a membership, of a segment the caller asked about
         person.segments.add(segments[a])
 
 
