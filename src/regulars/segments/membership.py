@@ -42,6 +42,7 @@ class Target:
     rule: Rule
     refers: frozenset[str]  # keys of the segments its rule reads
     event_reads: tuple[tuple[str, EventRead], ...]  # the events its rule reads, by name
+    check: engine.Check  # the rule compiled, for evaluating it over many customers
 
     @classmethod
     def of(cls, segment: Segment) -> Target:
@@ -50,7 +51,7 @@ class Target:
     @classmethod
     def of_rule(cls, id: str, key: str, name: str, rule: Rule) -> Target:
         reads = tuple(sorted(event_reads(rule).items()))
-        return cls(id, key, name, rule, dependencies(rule).segments, reads)
+        return cls(id, key, name, rule, dependencies(rule).segments, reads, engine.compiled(rule))
 
 
 def context(
@@ -206,8 +207,7 @@ def _evaluate(
         expect_version=expect_version,
     )
     holds = {
-        t.id: {p.id for p in people if p.id in checks[t.id] and engine.holds(t.rule, p, now)}
-        for t in targets
+        t.id: {p.id for p in people if p.id in checks[t.id] and t.check(p, now)} for t in targets
     }
     current = {(t.id, p.id) for t in targets if memberships for p in people if t.key in p.segments}
     return holds, current
