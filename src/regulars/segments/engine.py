@@ -222,7 +222,8 @@ def _any_of(checks: tuple[Check, ...]) -> Check:
 
 
 def _is_rolling_count(rule: EventCondition) -> bool:
-    """ "At least / at most N of NAME in the last T": the commonest event condition."""
+    """A count of one name in the last T, compared with a number (at least 2 orders in the
+    last 90 days): the commonest event condition."""
     return (
         rule.aggregate is Aggregate.COUNT
         and not rule.where
