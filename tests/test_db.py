@@ -196,6 +196,39 @@ def test_bulk_writes_store_each_time_whether_rows_share_it_or_not(database: Data
     assert [stored[i] for i in ids] == [at, at, at, datetime(2026, 5, 1, 8, 30, 0, 1, tzinfo=UTC)]
 
 
+def test_times_read_back_aware_in_utc_through_every_read(database: Database) -> None:
+    """The ORM, Core and read_together give the stored instant as an aware UTC time; on SQLite
+    also the text forms a hand-written row may hold (no microseconds, a bare date)."""
+    assert ingest([{"type": "identify", "userId": f"u{n}", "messageId": f"m{n}"} for n in range(3)])
+    at = datetime(2026, 5, 1, 8, 30, 15, 250, tzinfo=UTC)
+    with database.session() as session:
+        ids = sorted(session.scalars(select(Customer.id)))
+        bulk_update(
+            session, table_of(Customer), [{"id": ids[0], "updated_at": at}], key="id", shape="t"
+        )
+        expected = {ids[0]: at}
+        if database.is_sqlite:
+            for customer_id, stored in zip(
+                ids[1:], ["2026-05-01 08:30:15", "2026-05-01"], strict=True
+            ):
+                session.execute(
+                    text("UPDATE customers SET updated_at = :t WHERE id = :id"),
+                    {"t": stored, "id": customer_id},
+                )
+            expected |= {
+                ids[1]: at.replace(microsecond=0),
+                ids[2]: datetime(2026, 5, 1, tzinfo=UTC),
+            }
+    query = select(Customer.id, Customer.updated_at)
+    with database.session(readonly=True) as session:
+        through_orm = {c.id: c.updated_at for c in session.scalars(select(Customer))}
+        through_core = dict(session.execute(query).tuples().all())
+        (together,) = read_together(session, [(query, {})])
+    for found in (through_orm, through_core, dict(together)):
+        assert {i: found[i] for i in expected} == expected
+        assert all(found[i].tzinfo is UTC for i in expected)
+
+
 def test_reads_together_answer_what_each_read_answers_alone(database: Database) -> None:
     at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
     sent = [

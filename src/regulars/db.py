@@ -48,11 +48,45 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from regulars.config import get_settings
 
 
+class _SQLiteUTCText(sqlite.DATETIME):
+    """SQLite's DATETIME text ("2026-03-02 10:00:00.000000", always UTC here) read straight
+    into an aware UTC datetime: one `fromisoformat` of the text with its offset added, about a
+    seventh of SQLAlchemy's parse followed by `replace(tzinfo=UTC)` (0.11 against 0.78 µs a
+    value; `replace` with a keyword alone is 0.58). The live segment path reads several
+    hundred a batch. Written as SQLAlchemy writes it (the bind side is unchanged)."""
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None]:
+        parse = super().result_processor(dialect, coltype)
+        assert parse is not None
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                try:
+                    return datetime.fromisoformat(value + "+00:00")
+                except ValueError:  # not the stored form (a bare date, a value with an offset)
+                    pass
+            return cast(datetime | None, parse(value))
+
+        return process
+
+
+_SQLITE_UTC_TEXT = _SQLiteUTCText()  # type: ignore[no-untyped-call]  # SQLAlchemy's own, untyped
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on the way in and out, on SQLite (which stores naive) as on PostgreSQL."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _SQLITE_UTC_TEXT
+        return super().load_dialect_impl(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -63,8 +97,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
+        if value is None or value.tzinfo is UTC:  # SQLite's text is read as UTC already
+            return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
