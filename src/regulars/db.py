@@ -50,10 +50,10 @@ from regulars.config import get_settings
 
 class _SQLiteUTCText(sqlite.DATETIME):
     """SQLite's DATETIME text ("2026-03-02 10:00:00.000000", always UTC here) read straight
-    into an aware UTC datetime: one `fromisoformat` of the text with its offset added, about a
-    seventh of SQLAlchemy's parse followed by `replace(tzinfo=UTC)` (0.11 against 0.78 µs a
-    value; `replace` with a keyword alone is 0.58). The live segment path reads several
-    hundred a batch. Written as SQLAlchemy writes it (the bind side is unchanged)."""
+    into an aware UTC datetime: one `fromisoformat` of the text with its offset added, instead
+    of SQLAlchemy's parse followed by `replace(tzinfo=UTC)` (0.23 against 0.78 µs a value
+    through UTCDateTime; the keyword `replace` alone was 0.58). The live segment path reads
+    several hundred a batch. Written as SQLAlchemy writes it (the bind side is unchanged)."""
 
     def result_processor(
         self, dialect: Dialect, coltype: object

@@ -97,46 +97,42 @@ class Person:
     groups: list[Group] = field(default_factory=list)
     segments: set[str] = field(default_factory=set)  # keys of the segments they are in
     events: list[Event] = field(default_factory=list)
-    _by_name: tuple[int, dict[str, list[Event]]] = field(
-        default=(-1, {}), init=False, repr=False, compare=False
-    )
-    _until: tuple[int, dict[tuple[str, datetime], list[Event]]] = field(
-        default=(-1, {}), init=False, repr=False, compare=False
-    )
-    _counts: tuple[int, dict[tuple[str, datetime, datetime], int]] = field(
+    # What is worked out from the events, kept while their number stays the same.
+    _memo: tuple[int, dict[tuple[Any, ...], Any]] = field(
         default=(-1, {}), init=False, repr=False, compare=False
     )
 
+    def _memo_of_these_events(self) -> dict[tuple[Any, ...], Any]:
+        """The memo, emptied when events were added since it was filled."""
+        if self._memo[0] != len(self.events):
+            self._memo = (len(self.events), {})
+        return self._memo[1]
+
     def events_named(self, name: str) -> list[Event]:
-        """Events of one name (indexed once, again if events were added since)."""
-        if self._by_name[0] != len(self.events):
-            index: dict[str, list[Event]] = {}
+        """Events of one name (all names indexed in one pass)."""
+        memo = self._memo_of_these_events()
+        index: dict[str, list[Event]] | None = memo.get(("by name",))
+        if index is None:
+            index = memo[("by name",)] = {}
             for event in self.events:
                 index.setdefault(event.name, []).append(event)
-            self._by_name = (len(self.events), index)
-        return self._by_name[1].get(name, [])
+        return index.get(name, [])
 
     def events_until(self, name: str, now: datetime) -> list[Event]:
         """Events of one name not after now: the same list for every rule that asks."""
-        key = (name, now)
-        if self._until[0] != len(self.events):
-            self._until = (len(self.events), {})
-        found = self._until[1].get(key)
+        memo, key = self._memo_of_these_events(), ("until", name, now)
+        found: list[Event] | None = memo.get(key)
         if found is None:
-            found = [e for e in self.events_named(name) if e.timestamp <= now]
-            self._until[1][key] = found
+            found = memo[key] = [e for e in self.events_named(name) if e.timestamp <= now]
         return found
 
     def count_between(self, name: str, low: datetime, now: datetime) -> int:
         """Events of one name from `low` to `now`, both included: counted once for every rule
         that asks (20 rules on orders in 5 windows count 5 times, not 20)."""
-        key = (name, low, now)
-        if self._counts[0] != len(self.events):
-            self._counts = (len(self.events), {})
-        found = self._counts[1].get(key)
+        memo, key = self._memo_of_these_events(), ("count", name, low, now)
+        found: int | None = memo.get(key)
         if found is None:
-            found = sum(1 for e in self.events_until(name, now) if e.timestamp >= low)
-            self._counts[1][key] = found
+            found = memo[key] = sum(1 for e in self.events_until(name, now) if e.timestamp >= low)
         return found
 
 
